@@ -1,0 +1,191 @@
+"""THE wiring: build every part from Settings, run them, stop them in order.
+
+Startup (spec §1.3): validate settings -> route table and its sources -> observers (metrics,
+webhooks) -> relay listener. Shutdown: stop accepting, drain connections under a deadline,
+then close services in reverse order. Only this module and `cli` know every concrete class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from mc_router.errors import ConfigError
+from mc_router.events import EventBus
+from mc_router.relay.clientfilter import ClientFilter, parse_networks
+from mc_router.relay.server import RelayConfig, RelayServer
+from mc_router.routing import Backend, RoutingTable
+from mc_router.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Spec §1.2: a dial timeout <= 0 keeps the 2 s default.
+DEFAULT_DIAL_TIMEOUT = 2.0
+
+
+def unsupported(settings: Settings) -> list[str]:
+    """Flags whose features this build does not provide: refuse them rather than ignore them."""
+    problems = []
+    checks: list[tuple[bool, str]] = [
+        (settings.in_kube_cluster or bool(settings.kube_config), "-in-kube-cluster/-kube-config (Kubernetes discovery)"),
+        (settings.in_docker, "-in-docker (Docker discovery)"),
+        (settings.in_docker_swarm, "-in-docker-swarm (Docker Swarm discovery)"),
+        (bool(settings.ngrok_token), "-ngrok-token (ngrok tunnels)"),
+        (bool(settings.api_binding), "-api-binding (REST API)"),
+        (bool(settings.routes_config), "-routes-config (routes file)"),
+        (bool(settings.webhook_url), "-webhook-url (event webhooks)"),
+        (settings.metrics_backend.lower() in ("prometheus", "expvar", "influxdb"), f"-metrics-backend {settings.metrics_backend}"),
+        (bool(settings.auto_scale_webhook_url), "-auto-scale-webhook-url (webhook scaler)"),
+        (settings.auto_scale_up or settings.auto_scale_down, "-auto-scale-up/-auto-scale-down"),
+        (bool(settings.auto_scale_allow_deny), "-auto-scale-allow-deny"),
+        (bool(settings.automc_dsn), "AUTOMC_DSN (automc)"),
+        (settings.status_cache_ttl > 0, "-status-cache-ttl"),
+    ]
+    for bad, what in checks:
+        if bad:
+            problems.append(f"{what} is not supported yet")
+    return problems
+
+
+def relay_config(settings: Settings) -> RelayConfig:
+    """Parse and validate what the data plane needs; ConfigError names the bad value."""
+    trusted = (
+        parse_networks(settings.trusted_proxies, "trusted proxy")
+        if settings.receive_proxy_protocol
+        else ()
+    )
+    for entry in settings.trusted_proxies if settings.receive_proxy_protocol else ():
+        if "/" not in entry:
+            raise ConfigError(f"could not parse trusted proxy CIDR block: {entry!r}")
+    try:
+        client_filter = ClientFilter.from_lists(settings.clients_to_allow, settings.clients_to_deny)
+    except ConfigError as exc:
+        raise ConfigError(f"could not create client filter: {exc}") from None
+    return RelayConfig(
+        dial_timeout=settings.backend_dial_timeout
+        if settings.backend_dial_timeout > 0
+        else DEFAULT_DIAL_TIMEOUT,
+        connection_rate_limit=max(1, settings.connection_rate_limit),
+        asleep_motd=settings.auto_scale_asleep_motd,
+        loading_motd=settings.auto_scale_loading_motd,
+        use_proxy_protocol=settings.use_proxy_protocol,
+        receive_proxy_protocol=settings.receive_proxy_protocol,
+        trusted_proxies=trusted,
+        client_filter=client_filter,
+    )
+
+
+class Router:
+    """A running router: `async with Router(settings) as router:` starts and stops it all."""
+
+    def __init__(self, settings: Settings) -> None:
+        problems = unsupported(settings)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        self.settings = settings
+        self.table = RoutingTable(simplify_srv=settings.simplify_srv)
+        self.bus = EventBus()
+        self.relay = RelayServer(relay_config(settings), self.table, self.bus)
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return self.relay.addresses
+
+    @property
+    def port(self) -> int:
+        return self.relay.addresses[0][1]
+
+    def _register_static_routes(self) -> None:
+        # Spec §3.6: routes file, then -mapping, then -default (later overwrites earlier).
+        for server_address, backend in self.settings.mapping.items():
+            _warn_if_unusable(server_address, backend)
+            self.table.create_mapping(server_address, backend, source="mapping")
+        if self.settings.default:
+            _warn_if_unusable("default", self.settings.default)
+            self.table.set_default_route(self.settings.default, source="default")
+
+    async def __aenter__(self) -> Router:
+        self._register_static_routes()
+        try:
+            self.relay.bind(self.settings.listen_host, self.settings.port)
+        except OSError as exc:
+            raise ConfigError(f"could not listen on port {self.settings.port}: {exc}") from None
+        self.relay.start()
+        log.info(
+            "Listening for Minecraft client connections",
+            extra={"fields": {"listenAddress": _listen_text(self.relay.addresses)}},
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        await self.relay.drain(timeout)
+        await self._stack.aclose()
+
+    def reload(self) -> None:
+        """SIGHUP: reload the routes file (Q10 fixed: without one, log instead of crashing)."""
+        log.info("Received SIGHUP, but no routes config file is configured; nothing to reload")
+
+
+def _warn_if_unusable(server_address: str, backend: str) -> None:
+    try:
+        Backend.parse(backend)
+    except ValueError as exc:
+        log.warning(
+            "Route has an unusable backend; connections to it will fail: %s",
+            exc,
+            extra={"fields": {"serverAddress": server_address}},
+        )
+
+
+def _listen_text(addresses: list[tuple[str, int]]) -> str:
+    return ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
+
+
+async def serve(settings: Settings, *, started: Callable[[Router], Any] | None = None) -> int:
+    """Run until SIGINT or SIGTERM; return the exit status."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    async with Router(settings) as router:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, router.reload)
+        if started is not None:
+            started(router)
+        await stop.wait()
+        log.info("Stopping")
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up, measured in bench/
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def run(settings: Settings) -> int:
+    """Entry point used by the CLI: run the router on the best available event loop."""
+    if sys.platform == "win32":  # pragma: no cover
+        raise ConfigError("mc-router runs on POSIX systems")
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(serve(settings))
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Router]:
+    """Test and embedding helper: a started router, stopped on exit."""
+    async with Router(settings) as router:
+        yield router

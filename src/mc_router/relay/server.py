@@ -1,0 +1,227 @@
+"""The relay server: listening sockets, the rate-limited accept loop, sessions and draining.
+
+Owns every live connection: session tasks (routing in progress) and pipes (relaying). On
+shutdown the listeners close first, then pipes drain for a bounded grace period, then
+whatever is left is cut (spec §4.12 with Q11 fixed: SIGTERM behaves like SIGINT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from mc_router.events import EventBus, ErrorObserved, FrontendAccepted
+from mc_router.relay.clientfilter import ClientFilter, IPNetwork
+from mc_router.relay.pipe import Pipe
+from mc_router.relay.ratelimit import TokenBucket
+from mc_router.relay.session import ClientConnection, Session
+from mc_router.routing import RoutingTable
+
+log = logging.getLogger(__name__)
+
+# After an accept error such as EMFILE, pause briefly instead of spinning on the failure.
+ACCEPT_ERROR_BACKOFF = 0.1
+# Pending connections the kernel may queue while the rate limiter holds accepts back.
+LISTEN_BACKLOG = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Everything the data plane needs from Settings, already parsed and validated."""
+
+    dial_timeout: float = 2.0
+    connection_rate_limit: int = 1
+    asleep_motd: str = ""
+    loading_motd: str = ""
+    use_proxy_protocol: bool = False
+    receive_proxy_protocol: bool = False
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    client_filter: ClientFilter = field(default_factory=ClientFilter)
+
+
+class RelayServer:
+    """Accepts clients and runs their sessions against a routing table."""
+
+    def __init__(self, config: RelayConfig, table: RoutingTable, bus: EventBus) -> None:
+        self.config = config
+        self.table = table
+        self.bus = bus
+        self.bucket = TokenBucket(config.connection_rate_limit)
+        self.sessions: set[asyncio.Task[None]] = set()
+        self.pipes: set[Pipe] = set()
+        self._sockets: list[socket.socket] = []
+        self._accept_tasks: list[asyncio.Task[None]] = []
+        self._waking: Counter[str] = Counter()
+        self._wake_done: dict[str, asyncio.Event] = {}
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- listening -------------------------------------------------------------------------
+
+    def bind(self, host: str, port: int) -> list[tuple[str, int]]:
+        """Bind the listening socket(s); return the bound (host, port) pairs.
+
+        `host == ""` means every interface, dual-stack where IPv6 exists (upstream `:port`).
+        """
+        if host in ("", "::", "[::]"):
+            sock = _dual_stack_socket(port)
+        else:
+            host = host.strip("[]")
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+            sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+        self._sockets.append(sock)
+        return [sock.getsockname()[:2] for sock in self._sockets]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [sock.getsockname()[:2] for sock in self._sockets]
+
+    def start(self) -> None:
+        """Start one accept loop per listening socket."""
+        for sock in self._sockets:
+            self._accept_tasks.append(asyncio.create_task(self._accept_loop(sock)))
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            wait = self.bucket.take()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                if self._closing:
+                    return
+                log.warning("Failed to accept connection: %s", exc)
+                await asyncio.sleep(ACCEPT_ERROR_BACKOFF)
+                continue
+            self.bus.publish(FrontendAccepted())
+            try:
+                await loop.connect_accepted_socket(lambda: ClientConnection(self), conn)
+            except OSError as exc:
+                log.debug("Accepted connection failed at once: %s", exc)
+                conn.close()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def start_session(self, conn: ClientConnection) -> None:
+        task = asyncio.create_task(Session(self, conn).run())
+        self.sessions.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._session_done)
+
+    def _session_done(self, task: asyncio.Task[None]) -> None:
+        self.sessions.discard(task)
+        self._check_idle()
+
+    def add_pipe(self, pipe: Pipe) -> None:
+        self.pipes.add(pipe)
+        self._idle.clear()
+
+    def remove_pipe(self, pipe: Pipe) -> None:
+        self.pipes.discard(pipe)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.pipes and not self.sessions:
+            self._idle.set()
+
+    @property
+    def active_connections(self) -> int:
+        return len(self.pipes)
+
+    def error(self, error_type: str) -> None:
+        self.bus.publish(ErrorObserved(error_type))
+
+    # -- waking state (spec §6.3: keyed by the raw handshake address) -------------------------
+
+    def is_waking(self, server_address: str) -> bool:
+        return self._waking[server_address] > 0 if server_address else False
+
+    @contextlib.asynccontextmanager
+    async def waking(self, server_address: str) -> AsyncIterator[None]:
+        self._waking[server_address] += 1
+        event = self._wake_done.setdefault(server_address, asyncio.Event())
+        try:
+            yield
+        finally:
+            self._waking[server_address] -= 1
+            if self._waking[server_address] <= 0:
+                del self._waking[server_address]
+                self._wake_done.pop(server_address, None)
+                event.set()
+
+    async def wait_for_wake(self, server_address: str) -> None:
+        """Let a login wait for a wake someone else started, instead of polling (spec §4.5.5)."""
+        event = self._wake_done.get(server_address)
+        if event is not None and server_address:
+            await event.wait()
+
+    def motd_for(self, key: str) -> str:
+        """The predefined-status MOTD for a route key (spec §5.2)."""
+        if key and self.is_waking(key):
+            motd = self.config.loading_motd
+            if motd:
+                return motd
+        return self.config.asleep_motd
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        self._closing = True
+        for task in self._accept_tasks:
+            task.cancel()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait for active connections to finish for up to `timeout`, then cut the rest."""
+        self.stop_accepting()
+        await asyncio.gather(*self._accept_tasks, return_exceptions=True)
+        self._accept_tasks.clear()
+        if self.pipes or self.sessions:
+            log.info(
+                "Router server stopping. Waiting for connections to complete...",
+                extra={"fields": {"connections": len(self.pipes) + len(self.sessions)}},
+            )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, timeout)):
+                await self._idle.wait()
+        for task in list(self.sessions):
+            task.cancel()
+        for pipe in list(self.pipes):
+            pipe.abort()
+        if self.sessions:
+            await asyncio.gather(*self.sessions, return_exceptions=True)
+        # Let connection_lost callbacks of aborted transports run.
+        await asyncio.sleep(0)
+        log.info("Router server stopped")
+
+
+def _dual_stack_socket(port: int) -> socket.socket:
+    if socket.has_ipv6:
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        except OSError:
+            pass
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(("::", port))
+            return sock
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    return sock
