@@ -348,7 +348,7 @@ class _Meta:
 
 
 def opt(
-    help: str,  # noqa: A002 -- mirrors the Go `usage` tag; only ever passed positionally
+    help: str,
     *,
     kind: Kind | None = None,
     aliases: tuple[str, ...] = (),
@@ -493,9 +493,7 @@ class Settings:
     )
     drain_timeout: float = field(
         default=10.0,
-        metadata=opt(
-            "On SIGINT/SIGTERM, how long active connections may drain before being cut"
-        ),
+        metadata=opt("On SIGINT/SIGTERM, how long active connections may drain before being cut"),
     )
     # -- kubernetes / docker ---------------------------------------------------------------
     in_kube_cluster: bool = field(
@@ -586,9 +584,7 @@ class Settings:
     )
     trusted_proxies: tuple[str, ...] = field(
         default=(),
-        metadata=opt(
-            "Comma delimited list of CIDR blocks to trust when receiving PROXY protocol"
-        ),
+        metadata=opt("Comma delimited list of CIDR blocks to trust when receiving PROXY protocol"),
     )
     clients_to_allow: tuple[str, ...] = field(
         default=(),
@@ -650,7 +646,7 @@ class Settings:
     )
     auto_scale_allow_deny: str = field(
         default="",
-        metadata=opt("`path` to the player allow/deny list file"),
+        metadata=opt("The `path` to the player allow/deny list file"),
     )
     auto_scale_asleep_motd: str = field(
         default="",

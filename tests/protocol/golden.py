@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -16,6 +17,8 @@ VECTORS_DIR: Final = REPO_ROOT.parent / "shared" / "vectors"
 # No example database: keep test runs from writing `.hypothesis/` into the repo; no deadline
 # because byte-at-a-time feeding is deliberately slow-ish on loaded CI machines.
 HYPOTHESIS: Final = settings(database=None, deadline=None)
+
+Feeder = Callable[[bytes], tuple[HandshakeReader, list[HandshakeEvent]]]
 
 
 def load_vector(name: str) -> bytes:

@@ -77,6 +77,9 @@ class RelayServer:
             infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
             sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if infos[0][0] == socket.AF_INET6:
+                # `::ffff:127.0.0.1` binds a dual-stack socket that sees IPv4 clients as mapped.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(infos[0][4])
         sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)

@@ -1,0 +1,114 @@
+"""Working fakes for tests: a recording TCP backend and a raw Minecraft client.
+
+Everything binds 127.0.0.1 on port 0 and is stopped by its context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from mc_router.protocol import (
+    encode_frame,
+    encode_handshake,
+    encode_string,
+)
+
+
+@dataclass
+class BackendConn:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    received: bytearray = field(default_factory=bytearray)
+
+
+class FakeBackend:
+    """A TCP server that records what each connection sends; by default it echoes nothing.
+
+    `handler(conn)` may be given to script replies. `connections` is an asyncio.Queue of
+    BackendConn objects so tests can wait for a connection without sleeping.
+    """
+
+    def __init__(
+        self, handler: Callable[[BackendConn], object] | None = None, *, host: str = "127.0.0.1"
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self.connections: asyncio.Queue[BackendConn] = asyncio.Queue()
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._writers.append(writer)
+        conn = BackendConn(reader, writer)
+        self.connections.put_nowait(conn)
+        if self.handler is not None:
+            result = self.handler(conn)
+            if asyncio.iscoroutine(result):
+                with contextlib.suppress(ConnectionError):
+                    await result
+
+    async def __aenter__(self) -> FakeBackend:
+        self._server = await asyncio.start_server(self._on_client, self.host, 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
+
+    async def next_connection(self, timeout: float = 5.0) -> BackendConn:
+        return await asyncio.wait_for(self.connections.get(), timeout)
+
+
+async def read_exactly(conn: BackendConn, n: int, timeout: float = 5.0) -> bytes:
+    data = await asyncio.wait_for(conn.reader.readexactly(n), timeout)
+    conn.received += data
+    return data
+
+
+def login_start(name: str) -> bytes:
+    """A pre-1.19 Login Start frame carrying only the name."""
+    return encode_frame(0x00, encode_string(name))
+
+
+def status_hello(server_address: str, protocol: int = 770, port: int = 25565) -> bytes:
+    return encode_handshake(protocol, server_address, port, 1) + b"\x01\x00"
+
+
+def login_hello(server_address: str, name: str = "Steve", protocol: int = 758) -> bytes:
+    return encode_handshake(protocol, server_address, 25565, 2) + login_start(name)
+
+
+@contextlib.asynccontextmanager
+async def connect(port: int, host: str = "127.0.0.1") -> AsyncIterator[
+    tuple[asyncio.StreamReader, asyncio.StreamWriter]
+]:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def read_to_eof(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+    return await asyncio.wait_for(reader.read(), timeout)
