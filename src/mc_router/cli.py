@@ -220,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(0)
 
     logs.configure(settings.effective_log_level)
-    _log.debug("Settings", **settings.redacted())
+    # One line with every option that differs from its default, secrets masked.
+    defaults = Settings().redacted()
+    _log.debug("Settings", **{k: v for k, v in settings.redacted().items() if v != defaults[k]})
 
     if positionals[:1] == ["automc"]:
         sys.exit(_automc(positionals[1:], settings))
