@@ -98,9 +98,9 @@ def login_hello(server_address: str, name: str = "Steve", protocol: int = 758) -
 
 
 @contextlib.asynccontextmanager
-async def connect(port: int, host: str = "127.0.0.1") -> AsyncIterator[
-    tuple[asyncio.StreamReader, asyncio.StreamWriter]
-]:
+async def connect(
+    port: int, host: str = "127.0.0.1"
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         yield reader, writer

@@ -32,14 +32,20 @@ def unsupported(settings: Settings) -> list[str]:
     """Flags whose features this build does not provide: refuse them rather than ignore them."""
     problems = []
     checks: list[tuple[bool, str]] = [
-        (settings.in_kube_cluster or bool(settings.kube_config), "-in-kube-cluster/-kube-config (Kubernetes discovery)"),
+        (
+            settings.in_kube_cluster or bool(settings.kube_config),
+            "-in-kube-cluster/-kube-config (Kubernetes discovery)",
+        ),
         (settings.in_docker, "-in-docker (Docker discovery)"),
         (settings.in_docker_swarm, "-in-docker-swarm (Docker Swarm discovery)"),
         (bool(settings.ngrok_token), "-ngrok-token (ngrok tunnels)"),
         (bool(settings.api_binding), "-api-binding (REST API)"),
         (bool(settings.routes_config), "-routes-config (routes file)"),
         (bool(settings.webhook_url), "-webhook-url (event webhooks)"),
-        (settings.metrics_backend.lower() in ("prometheus", "expvar", "influxdb"), f"-metrics-backend {settings.metrics_backend}"),
+        (
+            settings.metrics_backend.lower() in ("prometheus", "expvar", "influxdb"),
+            f"-metrics-backend {settings.metrics_backend}",
+        ),
         (bool(settings.auto_scale_webhook_url), "-auto-scale-webhook-url (webhook scaler)"),
         (settings.auto_scale_up or settings.auto_scale_down, "-auto-scale-up/-auto-scale-down"),
         (bool(settings.auto_scale_allow_deny), "-auto-scale-allow-deny"),

@@ -7,10 +7,10 @@ import struct
 
 import pytest
 
+from mc_router.errors import ConfigError
 from mc_router.protocol import PROXY_V2_SIGNATURE, build_proxy_v2, parse_proxy_header
 from mc_router.protocol.proxy import ProxyHeader
 from mc_router.relay.clientfilter import ClientFilter
-from mc_router.errors import ConfigError
 from tests.conftest import RouterFactory
 from tests.fakes import FakeBackend, connect, login_hello, read_exactly, read_to_eof
 
@@ -40,7 +40,9 @@ def test_client_filter_table(
 
 
 @pytest.mark.parametrize(("allow", "deny"), [(("7",), ()), ((), ("7",)), (("1.2.3.4/99",), ())])
-def test_client_filter_rejects_invalid_entries(allow: tuple[str, ...], deny: tuple[str, ...]) -> None:
+def test_client_filter_rejects_invalid_entries(
+    allow: tuple[str, ...], deny: tuple[str, ...]
+) -> None:
     with pytest.raises(ConfigError):
         ClientFilter.from_lists(allow, deny)
 
@@ -59,20 +61,28 @@ async def test_ipv4_client_on_dual_stack_listener_matches_ipv4_cidr(
             writer.write(hello)
             conn = await backend.next_connection()
             assert await read_exactly(conn, len(hello)) == hello
-    async with router_factory(
-        listen_host="::ffff:127.0.0.1", mapping=mapping, clients_to_deny=("127.0.0.0/8",)
-    ) as router, connect(router.port) as (reader, writer):
+    async with (
+        router_factory(
+            listen_host="::ffff:127.0.0.1", mapping=mapping, clients_to_deny=("127.0.0.0/8",)
+        ) as router,
+        connect(router.port) as (reader, writer),
+    ):
         writer.write(login_hello("mc.example.com"))
         assert await read_to_eof(reader) == b""
     assert backend.accepted == 1
 
 
-async def test_allow_list_wins_over_deny(router_factory: RouterFactory, backend: FakeBackend) -> None:
-    async with router_factory(
-        mapping={"mc.example.com": backend.address},
-        clients_to_allow=("127.0.0.1",),
-        clients_to_deny=("127.0.0.0/8",),
-    ) as router, connect(router.port) as (_, writer):
+async def test_allow_list_wins_over_deny(
+    router_factory: RouterFactory, backend: FakeBackend
+) -> None:
+    async with (
+        router_factory(
+            mapping={"mc.example.com": backend.address},
+            clients_to_allow=("127.0.0.1",),
+            clients_to_deny=("127.0.0.0/8",),
+        ) as router,
+        connect(router.port) as (_, writer),
+    ):
         writer.write(login_hello("mc.example.com"))
         await backend.next_connection()
 
@@ -81,9 +91,12 @@ async def test_proxy_v2_header_is_sent_before_the_replay(
     router_factory: RouterFactory, backend: FakeBackend
 ) -> None:
     hello = login_hello("mc.example.com")
-    async with router_factory(
-        mapping={"mc.example.com": backend.address}, use_proxy_protocol=True
-    ) as router, connect(router.port) as (_, writer):
+    async with (
+        router_factory(
+            mapping={"mc.example.com": backend.address}, use_proxy_protocol=True
+        ) as router,
+        connect(router.port) as (_, writer),
+    ):
         writer.write(hello)
         client_port = writer.get_extra_info("sockname")[1]
         conn = await backend.next_connection()
@@ -116,12 +129,15 @@ async def test_received_proxy_header_is_believed_only_from_trusted_peers(
 ) -> None:
     hello = login_hello("mc.example.com")
     incoming = _v2(("203.0.113.7", 50123), ("198.51.100.1", 25565))
-    async with router_factory(
-        mapping={"mc.example.com": backend.address},
-        receive_proxy_protocol=True,
-        trusted_proxies=trusted,
-        use_proxy_protocol=True,
-    ) as router, connect(router.port) as (_, writer):
+    async with (
+        router_factory(
+            mapping={"mc.example.com": backend.address},
+            receive_proxy_protocol=True,
+            trusted_proxies=trusted,
+            use_proxy_protocol=True,
+        ) as router,
+        connect(router.port) as (_, writer),
+    ):
         writer.write(incoming + hello)
         client_port = writer.get_extra_info("sockname")[1]
         conn = await backend.next_connection()
@@ -153,11 +169,16 @@ async def test_proxy_v1_header_and_no_header_both_work_when_receiving(
 async def test_proxy_header_filtered_by_proxied_address(
     router_factory: RouterFactory, backend: FakeBackend
 ) -> None:
-    async with router_factory(
-        mapping={"mc.example.com": backend.address},
-        receive_proxy_protocol=True,
-        clients_to_deny=("203.0.113.0/24",),
-    ) as router, connect(router.port) as (reader, writer):
-        writer.write(_v2(("203.0.113.7", 1), ("198.51.100.1", 25565)) + login_hello("mc.example.com"))
+    async with (
+        router_factory(
+            mapping={"mc.example.com": backend.address},
+            receive_proxy_protocol=True,
+            clients_to_deny=("203.0.113.0/24",),
+        ) as router,
+        connect(router.port) as (reader, writer),
+    ):
+        writer.write(
+            _v2(("203.0.113.7", 1), ("198.51.100.1", 25565)) + login_hello("mc.example.com")
+        )
         assert await read_to_eof(reader) == b""
     assert backend.accepted == 0

@@ -31,8 +31,10 @@ GARBAGE = {
         bytes.fromhex("d92034c358dc0b85fe6bfd3b730711b4394b432d")
     ),
     "hostname_40kb": _handshake_with_raw_address(b"a" * 40_000),
-    "bad_login_packet": encode_frame(0, encode_varint(758) + encode_string("mc.example.com")
-                                     + b"\x63\xdd\x02") + encode_frame(0x07, b""),
+    "bad_login_packet": encode_frame(
+        0, encode_varint(758) + encode_string("mc.example.com") + b"\x63\xdd\x02"
+    )
+    + encode_frame(0x07, b""),
     "bad_legacy": bytes.fromhex("fe01fa000c"),
 }
 
@@ -54,7 +56,9 @@ async def test_malformed_input_is_closed_and_the_next_client_is_served(
             conn = await backend.next_connection()
             assert await read_exactly(conn, len(hello)) == hello
     errors = [e.type for e in events if isinstance(e, ErrorObserved)]
-    assert errors == ["unexpected_content" if name in ("http", "tls", "wrong_packet_id") else "read"]
+    assert errors == [
+        "unexpected_content" if name in ("http", "tls", "wrong_packet_id") else "read"
+    ]
 
 
 async def test_hundreds_of_silent_half_handshakes_do_not_block_a_valid_client(
@@ -150,27 +154,29 @@ async def test_slow_reader_applies_backpressure_to_the_backend(
     router_factory: RouterFactory, backend: FakeBackend
 ) -> None:
     chunk = b"x" * 65536
-    async with router_factory(mapping={"mc.example.com": backend.address}) as router:
-        async with connect(router.port) as (reader, writer):
-            writer.write(login_hello("mc.example.com"))
-            conn = await backend.next_connection()
-            # The client reads nothing: the backend must soon be unable to write more,
-            # because the router stops reading instead of buffering without bound.
-            sent = 0
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    while True:
-                        conn.writer.write(chunk)
-                        sent += len(chunk)
-                        await conn.writer.drain()
-            assert sent < 64 * 1024 * 1024
-            (pipe,) = router.relay.pipes
-            assert pipe.client.transport is not None
-            assert pipe.client.transport.get_write_buffer_size() <= 1024 * 1024
-            # Then everything arrives once the client reads, in order and complete.
-            received = 0
-            while received < sent:
-                data = await asyncio.wait_for(reader.read(1 << 20), 5)
-                assert data and set(data) == {ord("x")}
-                received += len(data)
-            assert received == sent
+    async with (
+        router_factory(mapping={"mc.example.com": backend.address}) as router,
+        connect(router.port) as (reader, writer),
+    ):
+        writer.write(login_hello("mc.example.com"))
+        conn = await backend.next_connection()
+        # The client reads nothing: the backend must soon be unable to write more,
+        # because the router stops reading instead of buffering without bound.
+        sent = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                while True:
+                    conn.writer.write(chunk)
+                    sent += len(chunk)
+                    await conn.writer.drain()
+        assert sent < 64 * 1024 * 1024
+        (pipe,) = router.relay.pipes
+        assert pipe.client.transport is not None
+        assert pipe.client.transport.get_write_buffer_size() <= 1024 * 1024
+        # Then everything arrives once the client reads, in order and complete.
+        received = 0
+        while received < sent:
+            data = await asyncio.wait_for(reader.read(1 << 20), 5)
+            assert data and set(data) == {ord("x")}
+            received += len(data)
+        assert received == sent

@@ -32,7 +32,9 @@ async def test_routes_every_normalisation_variant_and_replays_bytes_exactly(
 ) -> None:
     hello = login_hello(handshake_address, "Alex")
     async with (
-        router_factory(mapping={"mc.example.com": backend.address}, simplify_srv=simplify_srv) as router,
+        router_factory(
+            mapping={"mc.example.com": backend.address}, simplify_srv=simplify_srv
+        ) as router,
         connect(router.port) as (reader, writer),
     ):
         writer.write(hello)

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from mc_router.events import EventBus, ErrorObserved, FrontendAccepted
+from mc_router.events import ErrorObserved, EventBus, FrontendAccepted
 from mc_router.relay.clientfilter import ClientFilter, IPNetwork
 from mc_router.relay.pipe import Pipe
 from mc_router.relay.ratelimit import TokenBucket

@@ -13,6 +13,7 @@ Status pings for asleep routes are answered here with a predefined status (spec 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from mc_router.events import (
     BackendMissing,
     Client,
     ConnectionClosed,
-    ErrorObserved,
     PlayerInfo,
 )
 from mc_router.protocol import (
@@ -100,10 +100,8 @@ class Hello:
 def _client(address: object) -> Client:
     if isinstance(address, tuple) and len(address) >= 2:
         host = str(address[0])
-        try:
+        with contextlib.suppress(ValueError):
             host = str(parse_ip(host))
-        except ValueError:
-            pass
         return Client(host, int(address[1]))
     return Client(str(address), 0)
 
@@ -249,8 +247,10 @@ class ClientConnection(PipeEnd):
         if self.phase == _HELLO:
             hello = self.hello
             # Spec §2.6: a clean EOF right after a login handshake continues with no player.
-            if hello is not None and hello.next_state == NextState.LOGIN and not (
-                self._reader.trailing_data
+            if (
+                hello is not None
+                and hello.next_state == NextState.LOGIN
+                and not (self._reader.trailing_data)
             ):
                 self._hello_complete()
                 return True
@@ -395,11 +395,11 @@ class Session:
             waking = server.is_waking(hello.server_address)
             if not backend or (waking and hello.is_status):
                 if route is None or route.waker is None:
-                    log.warning("Unable to find registered backend", extra={"fields": self._fields()})
+                    log.warning(
+                        "Unable to find registered backend", extra={"fields": self._fields()}
+                    )
                     server.error("missing_backend")
-                server.bus.publish(
-                    BackendMissing(hello.client, hello.server_address, hello.player)
-                )
+                server.bus.publish(BackendMissing(hello.client, hello.server_address, hello.player))
                 if hello.is_status and server.table.has_route(hello.server_address):
                     await self._serve_status(hello.server_address)
                 return
@@ -447,7 +447,9 @@ class Session:
                 )
         except (OSError, TimeoutError, ValueError) as exc:
             reason = _dial_error(backend, exc)
-            log.warning("Unable to connect to backend: %s", reason, extra={"fields": self._fields()})
+            log.warning(
+                "Unable to connect to backend: %s", reason, extra={"fields": self._fields()}
+            )
             server.error("backend_failed")
             server.bus.publish(
                 BackendFailed(hello.client, hello.server_address, hello.player, backend, reason)
@@ -484,7 +486,9 @@ class Session:
                     )
                 )
             except ProtocolError as exc:
-                log.warning("Failed to write PROXY header: %s", exc, extra={"fields": self._fields()})
+                log.warning(
+                    "Failed to write PROXY header: %s", exc, extra={"fields": self._fields()}
+                )
                 server.error("proxy_write")
                 pipe.close()
                 return True
@@ -499,8 +503,11 @@ class Session:
     def _pipe_closed(self, pipe: Pipe) -> None:
         self.server.remove_pipe(pipe)
         if pipe.error is not None and not isinstance(pipe.error, ConnectionResetError):
-            log.debug("Error observed on connection relay: %s", pipe.error,
-                      extra={"fields": self._fields()})
+            log.debug(
+                "Error observed on connection relay: %s",
+                pipe.error,
+                extra={"fields": self._fields()},
+            )
             self.server.error("relay")
         self._closed(
             connected=True,

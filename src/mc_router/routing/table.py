@@ -130,9 +130,7 @@ class RoutingTable:
         scaling_key: str = "",
     ) -> Route:
         """Add or replace the mapping for `server_address` (lower-cased); notify listeners."""
-        return self.put(
-            Route(server_address.lower(), backend, source, waker, sleeper, scaling_key)
-        )
+        return self.put(Route(server_address.lower(), backend, source, waker, sleeper, scaling_key))
 
     def put(self, route: Route) -> Route:
         """Add or replace a ready-made Route; notify listeners."""
