@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import uvloop
 
 from mc_router.app import Router
 from mc_router.settings import Settings
@@ -26,6 +28,13 @@ def make_settings(**overrides: Any) -> Settings:
     }
     base.update(overrides)
     return dataclasses.replace(Settings(), **base)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run every async test on uvloop, the loop the router uses in production."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture

@@ -111,4 +111,8 @@ async def connect(
 
 
 async def read_to_eof(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
-    return await asyncio.wait_for(reader.read(), timeout)
+    """Everything until the peer closes; a reset counts as a close (it carries no bytes)."""
+    try:
+        return await asyncio.wait_for(reader.read(), timeout)
+    except ConnectionResetError:
+        return b""

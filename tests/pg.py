@@ -117,7 +117,7 @@ class PostgresCluster:
         command = [str(self.bin_dir / argv[0]), *argv[1:]]
         if self.run_as is not None:
             command = ["runuser", "-u", self.run_as, "--", *command]
-        result = subprocess.run(  # noqa: S603 -- fixed binaries, arguments we built
+        result = subprocess.run(
             command, capture_output=True, text=True, check=False, timeout=_PG_CTL_TIMEOUT + 30
         )
         if result.returncode != 0:

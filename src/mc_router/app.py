@@ -19,7 +19,7 @@ from mc_router.errors import ConfigError
 from mc_router.events import EventBus
 from mc_router.relay.clientfilter import ClientFilter, parse_networks
 from mc_router.relay.server import RelayConfig, RelayServer
-from mc_router.routing import Backend, RoutingTable
+from mc_router.routing import Backend, Route, RoutingTable
 from mc_router.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,31 @@ def relay_config(settings: Settings) -> RelayConfig:
     )
 
 
+class RouteLog:
+    """Logs every route change, with upstream's messages (spec §1.4)."""
+
+    def route_added(self, route: Route) -> None:
+        log.info(
+            "Created route mapping",
+            extra={
+                "fields": {
+                    "serverAddress": route.server_address,
+                    "backend": route.backend,
+                    "source": route.source,
+                }
+            },
+        )
+
+    def route_removed(self, route: Route) -> None:
+        log.info("Deleting route", extra={"fields": {"serverAddress": route.server_address}})
+
+    def default_route_set(self, route: Route) -> None:
+        log.info("Using default route", extra={"fields": {"backend": route.backend}})
+
+    def default_route_removed(self) -> None:
+        log.info("Removed default route")
+
+
 class Router:
     """A running router: `async with Router(settings) as router:` starts and stops it all."""
 
@@ -96,6 +121,7 @@ class Router:
         self.settings = settings
         self.table = RoutingTable(simplify_srv=settings.simplify_srv)
         self.bus = EventBus()
+        self.table.subscribe(RouteLog())
         self.relay = RelayServer(relay_config(settings), self.table, self.bus)
         self._stack = contextlib.AsyncExitStack()
 
@@ -161,14 +187,18 @@ async def serve(settings: Settings, *, started: Callable[[Router], Any] | None =
     """Run until SIGINT or SIGTERM; return the exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    async with Router(settings) as router:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, router.reload)
-        if started is not None:
-            started(router)
-        await stop.wait()
-        log.info("Stopping")
+    router = Router(settings)
+    # Handlers go in before the listener opens, so no signal can find the default action.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, router.reload)
+    try:
+        async with router:
+            if started is not None:
+                started(router)
+            await stop.wait()
+            log.info("Stopping")
+    finally:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     return 0

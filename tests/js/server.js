@@ -119,6 +119,10 @@ server.on('playerJoin', (client) => {
   if (client.state !== states.PLAY) return
   try {
     client.write('login', {
+      // Pre-1.16 join game packets are not in minecraft-data's loginPacket sample.
+      dimension: 0,
+      difficulty: 0,
+      levelType: 'default',
       ...mcData.loginPacket,
       enforceSecureChat: false,
       enforcesSecureChat: false,

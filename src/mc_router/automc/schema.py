@@ -19,7 +19,9 @@ from mc_router.errors import ConfigError
 #: The channel the trigger notifies and every router LISTENs on.
 CHANNEL: Final = "automc_routes_changed"
 #: The one query a router runs: every row that is a route.
-ROUTES_QUERY: Final = "SELECT name, domain, address FROM servers WHERE domain != '' AND address != ''"
+ROUTES_QUERY: Final = (
+    "SELECT name, domain, address FROM servers WHERE domain != '' AND address != ''"
+)
 # pg_advisory_xact_lock key ("automc" in ASCII): serialises concurrent init-db runs, which
 # would otherwise race on CREATE OR REPLACE FUNCTION ("tuple concurrently updated").
 _LOCK_KEY: Final = 0x6175746F6D63
