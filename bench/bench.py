@@ -39,6 +39,8 @@ from typing import Any
 import uvloop
 
 from mc_router.protocol import (
+    NEED_DATA,
+    Frame,
     FrameReader,
     decode_string,
     decode_varint,
@@ -114,9 +116,11 @@ class BackendConn(asyncio.Protocol):
         frames = self.frames
         assert frames is not None and self.transport is not None
         frames.feed(data)
-        while (frame := frames.next_event()) is not None and not isinstance(frame, type(None)):
-            if not hasattr(frame, "packet_id"):
-                return  # NEED_DATA
+        while True:
+            frame = frames.next_event()
+            if frame is NEED_DATA:
+                return
+            assert isinstance(frame, Frame)
             if self.next_state == 0:
                 payload = frame.payload
                 _, pos = decode_varint(payload, 0)

@@ -94,7 +94,7 @@ async def test_signal_drains_active_connections_then_exits_zero(
         proc.process.send_signal(signum)
         await proc.wait_for_log("Waiting for connections to complete")
         # New clients are no longer accepted...
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             async with connect(proc.port):
                 pass
         # ...while the active one keeps relaying both ways during the grace period.
