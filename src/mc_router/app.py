@@ -83,6 +83,7 @@ def relay_config(settings: Settings) -> RelayConfig:
         receive_proxy_protocol=settings.receive_proxy_protocol,
         trusted_proxies=trusted,
         client_filter=client_filter,
+        hold_budget=settings.auto_scale_hold_budget,
     )
 
 

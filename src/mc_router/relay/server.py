@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from mc_router.events import ErrorObserved, EventBus, FrontendAccepted
@@ -20,7 +18,8 @@ from mc_router.relay.clientfilter import ClientFilter, IPNetwork
 from mc_router.relay.pipe import Pipe
 from mc_router.relay.ratelimit import TokenBucket
 from mc_router.relay.session import ClientConnection, Session
-from mc_router.routing import RoutingTable
+from mc_router.routing import Route, RoutingTable
+from mc_router.scaling import WakeCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +41,9 @@ class RelayConfig:
     receive_proxy_protocol: bool = False
     trusted_proxies: tuple[IPNetwork, ...] = ()
     client_filter: ClientFilter = field(default_factory=ClientFilter)
+    # How long a login waits for a waking server before a friendly "reconnect" kick; the
+    # vanilla client gives up on a silent login after about 30 s.
+    hold_budget: float = 25.0
 
 
 class RelayServer:
@@ -56,8 +58,7 @@ class RelayServer:
         self.pipes: set[Pipe] = set()
         self._sockets: list[socket.socket] = []
         self._accept_tasks: list[asyncio.Task[None]] = []
-        self._waking: Counter[str] = Counter()
-        self._wake_done: dict[str, asyncio.Event] = {}
+        self.wakes = WakeCoordinator()
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -147,37 +148,13 @@ class RelayServer:
     def error(self, error_type: str) -> None:
         self.bus.publish(ErrorObserved(error_type))
 
-    # -- waking state (spec §6.3: keyed by the raw handshake address) -------------------------
-
-    def is_waking(self, server_address: str) -> bool:
-        return self._waking[server_address] > 0 if server_address else False
-
-    @contextlib.asynccontextmanager
-    async def waking(self, server_address: str) -> AsyncIterator[None]:
-        self._waking[server_address] += 1
-        event = self._wake_done.setdefault(server_address, asyncio.Event())
-        try:
-            yield
-        finally:
-            self._waking[server_address] -= 1
-            if self._waking[server_address] <= 0:
-                del self._waking[server_address]
-                self._wake_done.pop(server_address, None)
-                event.set()
-
-    async def wait_for_wake(self, server_address: str) -> None:
-        """Let a login wait for a wake someone else started, instead of polling (spec §4.5.5)."""
-        event = self._wake_done.get(server_address)
-        if event is not None and server_address:
-            await event.wait()
-
-    def motd_for(self, key: str) -> str:
-        """The predefined-status MOTD for a route key (spec §5.2)."""
-        if key and self.is_waking(key):
-            motd = self.config.loading_motd
+    def motd_for(self, route: Route | None) -> str:
+        """The predefined-status MOTD for a route (spec §5.2): loading while it wakes."""
+        if self.wakes.current(route) is not None:
+            motd = (route.loading_motd if route else "") or self.config.loading_motd
             if motd:
                 return motd
-        return self.config.asleep_motd
+        return (route.asleep_motd if route else "") or self.config.asleep_motd
 
     # -- shutdown --------------------------------------------------------------------------
 
@@ -208,6 +185,7 @@ class RelayServer:
             pipe.abort()
         if self.sessions:
             await asyncio.gather(*self.sessions, return_exceptions=True)
+        await self.wakes.aclose()
         # Let connection_lost callbacks of aborted transports run.
         await asyncio.sleep(0)
         log.info("Router server stopped")

@@ -392,19 +392,21 @@ class Session:
                     return
                 self.backend = backend = woken
 
-            waking = server.is_waking(hello.server_address)
+            waking = server.wakes.current(route) is not None
             if not backend or (waking and hello.is_status):
                 if route is None or route.waker is None:
                     log.warning(
                         "Unable to find registered backend", extra={"fields": self._fields()}
                     )
                     server.error("missing_backend")
-                server.bus.publish(BackendMissing(hello.client, hello.server_address, hello.player))
+                server.bus.publish(
+                    BackendMissing(hello.client, hello.server_address, hello.player)
+                )
+                # Path A (spec §5.1): only for a mapping matching the lower-cased raw address.
                 if hello.is_status and server.table.has_route(hello.server_address):
-                    await self._serve_status(hello.server_address)
+                    await self._serve_status(server.table.get(hello.server_address))
                 return
 
-            await server.wait_for_wake(hello.server_address)
             handed_over = await self._connect(lookup.server_address, backend)
         except asyncio.CancelledError:
             raise
@@ -417,19 +419,37 @@ class Session:
                 self._closed(connected=False)
 
     async def _wake(self, route: Route) -> str | None:
-        """Wake the route's backend for a login (spec §4.5 step 3); None ends the session."""
+        """Wake the backend for a login (spec §4.5 step 3); None when the player was kicked.
+
+        The login joins the route's wake in flight (or starts one) and waits at most the hold
+        budget; then it is kicked with a message saying the server is starting, while the wake
+        goes on so the player's next attempt connects at once (issue #3 §6).
+        """
         assert route.waker is not None
         server = self.server
+        name = route.display_name
+        wake = server.wakes.begin(route, route.waker, name)
         log.info("Scaling up backend server", extra={"fields": self._fields()})
         try:
-            async with server.waking(self.hello.server_address):
-                address = await route.waker.wake()
+            async with asyncio.timeout(server.config.hold_budget):
+                address = await asyncio.shield(wake.task)
+        except TimeoutError:
+            remaining = wake.remaining(server.wakes.now())
+            log.info(
+                "Backend still starting after the hold budget; asking the player to reconnect",
+                extra={"fields": self._fields(eta=remaining)},
+            )
+            self.kick(starting_message(name, remaining))
+            return None
         except WakeError as exc:
             log.warning("failed to wake up backend: %s", exc, extra={"fields": self._fields()})
             server.error("wakeup_failed")
+            self.kick(f"{name} could not be started: {exc}")
             return None
         if not address:
+            log.warning("Waker returned no address", extra={"fields": self._fields()})
             server.error("wakeup_no_address")
+            self.kick(f"{name} could not be started: no address to connect to")
             return None
         log.info("Woke up backend server", extra={"fields": self._fields(backend=address)})
         return address
@@ -456,7 +476,8 @@ class Session:
             )
             route = self.route
             if hello.is_status and route is not None and route.waker is not None:
-                await self._serve_status(normalized)
+                # Path B (spec §5.1): the route's waker says it can be woken: say it sleeps.
+                await self._serve_status(route)
             return False
 
         if conn.lost:
@@ -533,10 +554,10 @@ class Session:
             )
         )
 
-    async def _serve_status(self, key: str) -> None:
+    async def _serve_status(self, route: Route | None) -> None:
         """Answer a status ping with the asleep/loading MOTD (spec §5), then close."""
         server, hello, conn = self.server, self.hello, self.conn
-        motd = server.motd_for(key)
+        motd = server.motd_for(route)
         if not motd:
             return
         if hello.legacy:
@@ -559,6 +580,13 @@ class Session:
     def kick(self, reason: str) -> None:
         """Refuse a login with a Login Disconnect the player can read."""
         self.conn.send(login_disconnect(reason))
+
+
+def starting_message(name: str, remaining: float | None) -> str:
+    """The kick text for a login that outlived the hold budget."""
+    if remaining is None:
+        return f"{name} is starting \u2014 please reconnect in a moment"
+    return f"{name} is starting \u2014 about {round(remaining)} s left, please reconnect"
 
 
 def _dial_error(backend: str, exc: BaseException) -> str:

@@ -50,6 +50,12 @@ class Route:
     scaling_key: str = ""
     asleep_motd: str = ""
     loading_motd: str = ""
+    # What players call the server in kick messages (automc's `name`); "" = server_address.
+    label: str = ""
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.server_address or "the server"
 
 
 @dataclass(frozen=True, slots=True)

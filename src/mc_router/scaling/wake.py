@@ -1,0 +1,120 @@
+"""Single-flight wakes with an ETA (issues #3 and #5).
+
+A `Wake` is one attempt to make a route's backend ready: the waker's `wake()` call, run as a
+task the coordinator owns, so a login that stops waiting (hold budget spent, client gone)
+never cancels it for the others, and the next login finds the server already starting.
+
+Each route key remembers an exponential moving average of how long its wakes took, so a
+held player or a status ping can be told "about 40 s left".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mc_router.errors import WakeError
+from mc_router.routing import Route, Waker
+
+log = logging.getLogger(__name__)
+
+# Weight of the newest wake in the moving average: recent starts matter most (a server that
+# grew a bigger world starts slower), but one outlier does not swing the estimate wildly.
+ETA_SMOOTHING = 0.3
+
+
+def route_key(route: Route) -> str:
+    """What identifies the thing being woken: its scaling key, else its server address."""
+    return route.scaling_key or route.server_address
+
+
+@dataclass(slots=True)
+class Wake:
+    """One wake in flight (or just finished) for a route key."""
+
+    key: str
+    label: str
+    started: float
+    task: asyncio.Task[str]
+    estimate: float | None = None
+    waiters: int = field(default=0)
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds the wake probably still needs, from past wakes; None when unknown."""
+        if self.estimate is None:
+            return None
+        return max(1.0, self.estimate - (now - self.started))
+
+
+class WakeCoordinator:
+    """Runs at most one wake per route key and remembers how long wakes take."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._wakes: dict[str, Wake] = {}
+        self._averages: dict[str, float] = {}
+
+    def current(self, route: Route | None) -> Wake | None:
+        """The wake in flight for this route, if any."""
+        if route is None:
+            return None
+        wake = self._wakes.get(route_key(route))
+        return wake if wake is not None and not wake.task.done() else None
+
+    def estimate(self, route: Route) -> float | None:
+        return self._averages.get(route_key(route))
+
+    def now(self) -> float:
+        return self._clock()
+
+    def begin(self, route: Route, waker: Waker, label: str) -> Wake:
+        """Join the wake in flight for `route`, or start one."""
+        key = route_key(route)
+        wake = self._wakes.get(key)
+        if wake is not None and not wake.task.done():
+            return wake
+        task = asyncio.get_running_loop().create_task(
+            self._run(key, waker), name=f"wake {label}"
+        )
+        wake = Wake(key, label, self._clock(), task, self._averages.get(key))
+        self._wakes[key] = wake
+        task.add_done_callback(lambda t: self._finished(key, wake, t))
+        return wake
+
+    async def _run(self, key: str, waker: Waker) -> str:
+        try:
+            return await waker.wake()
+        except WakeError:
+            raise
+        except Exception as exc:
+            # A waker that breaks its contract is still a failed wake, with a reason.
+            log.exception("Waker failed unexpectedly", extra={"fields": {"route": key}})
+            raise WakeError(f"the waker failed: {exc}") from exc
+
+    def _finished(self, key: str, wake: Wake, task: asyncio.Task[str]) -> None:
+        if self._wakes.get(key) is wake:
+            del self._wakes[key]
+        if task.cancelled():
+            return
+        if task.exception() is None:
+            took = self._clock() - wake.started
+            previous = self._averages.get(key)
+            self._averages[key] = (
+                took if previous is None else ETA_SMOOTHING * took + (1 - ETA_SMOOTHING) * previous
+            )
+        else:
+            # Retrieve it so an unawaited failure is not reported as "never retrieved".
+            task.exception()
+
+    async def aclose(self) -> None:
+        """Cancel wakes still in flight (shutdown)."""
+        tasks = [wake.task for wake in self._wakes.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
