@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from mc_router import automc
 from mc_router.errors import ConfigError
 from mc_router.events import EventBus
 from mc_router.relay.clientfilter import ClientFilter, parse_networks
@@ -49,7 +50,6 @@ def unsupported(settings: Settings) -> list[str]:
         (bool(settings.auto_scale_webhook_url), "-auto-scale-webhook-url (webhook scaler)"),
         (settings.auto_scale_up or settings.auto_scale_down, "-auto-scale-up/-auto-scale-down"),
         (bool(settings.auto_scale_allow_deny), "-auto-scale-allow-deny"),
-        (bool(settings.automc_dsn), "AUTOMC_DSN (automc)"),
         (settings.status_cache_ttl > 0, "-status-cache-ttl"),
     ]
     for bad, what in checks:
@@ -124,6 +124,8 @@ class Router:
         self.bus = EventBus()
         self.table.subscribe(RouteLog())
         self.relay = RelayServer(relay_config(settings), self.table, self.bus)
+        # The automc extension: one call; a no-op without AUTOMC_DSN (issue #3).
+        self.automc = automc.wire(settings, self.table)
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -145,9 +147,11 @@ class Router:
 
     async def __aenter__(self) -> Router:
         self._register_static_routes()
+        await self._stack.enter_async_context(self.automc)
         try:
             self.relay.bind(self.settings.listen_host, self.settings.port)
         except OSError as exc:
+            await self._stack.aclose()
             raise ConfigError(f"could not listen on port {self.settings.port}: {exc}") from None
         self.relay.start()
         log.info(

@@ -43,7 +43,7 @@ async def test_postgres_restart_keeps_routes_and_resyncs_changes_made_meanwhile(
     table.create_mapping("static.example.com", "static:1", source="mapping")
     await db.insert(("a", "a.example.com", "a:1"), ("b", "b.example.com", "b:1"))
     await db.close()
-    async with running(RouteSync(db.dsn, table, **FAST_SYNC)) as sync:  # type: ignore[arg-type]
+    async with running(RouteSync(db.dsn, table, **FAST_SYNC)) as sync:
         await wait_synced(sync)
         assert watcher.backends() == {"a.example.com": "a:1", "b.example.com": "b:1"}
 
@@ -91,7 +91,7 @@ async def test_router_starts_without_postgres_and_syncs_once_it_appears(
     dsn = cluster.dsn("t_1", user="automc_pw", password=PASSWORD)
     watcher = TableWatcher(table)
     table.create_mapping("static.example.com", "static:1", source="mapping")
-    async with running(RouteSync(dsn, table, **FAST_SYNC)) as sync:  # type: ignore[arg-type]
+    async with running(RouteSync(dsn, table, **FAST_SYNC)) as sync:
         async with asyncio.timeout(10):
             await sync.wait_until(lambda s: s.failures >= 3)
         assert not sync.synced
@@ -112,7 +112,7 @@ async def test_router_starts_without_postgres_and_syncs_once_it_appears(
 async def test_idle_probe_notices_a_connection_killed_by_the_server(
     db: Database, table: RoutingTable, watcher: TableWatcher
 ) -> None:
-    sync = RouteSync(db.dsn, table, **{**FAST_SYNC, "idle_check": 0.05})  # type: ignore[arg-type]
+    sync = RouteSync(db.dsn, table, **{**FAST_SYNC, "idle_check": 0.05})
     async with running(sync):
         await wait_synced(sync)
         connections = sync.connections

@@ -92,7 +92,7 @@ def test_init_db_unreachable_names_the_target_not_the_password() -> None:
 
 
 def test_init_db_wrong_password(pg_cluster: PostgresCluster, empty_db: str) -> None:
-    name = empty_db.split("dbname=")[1].split()[0]
+    name = empty_db.split("dbname=")[1].split(maxsplit=1)[0]
     dsn = pg_cluster.url(name, user=PASSWORD_USER, password="n0t-it")
     with pytest.raises(ConfigError, match="password authentication failed") as caught:
         schema.init_db(Settings(dsn))

@@ -10,13 +10,13 @@ import time
 import pytest
 
 from mc_router.automc.sync import RouteSync
-from mc_router.routing import RoutingTable
+from mc_router.routing import Route, RoutingTable
 from tests.automc.conftest import FAST_SYNC, Database, TableWatcher, logged, running, wait_synced
-from tests.pg import PASSWORD, PASSWORD_USER
+from tests.pg import PASSWORD, PASSWORD_USER, PostgresCluster
 
 
 def make_sync(db: Database, table: RoutingTable, **options: object) -> RouteSync:
-    return RouteSync(db.dsn, table, **{**FAST_SYNC, **options})  # type: ignore[arg-type]
+    return RouteSync(db.dsn, table, **{**FAST_SYNC, **options})
 
 
 async def test_insert_update_delete_propagate(
@@ -33,6 +33,7 @@ async def test_insert_update_delete_propagate(
         route = table.lookup("a.example.com").route
         assert route is not None
         assert route.source == "automc"
+        assert route.label == "a"  # players see the server's name in kick messages
         assert route.waker is None  # no AUTOMC_WAKER_URL
 
         await db.execute("UPDATE servers SET address = 'b:25566' WHERE name = 'a'")
@@ -151,7 +152,7 @@ async def test_a_resync_without_changes_notifies_no_listener(
     db: Database, table: RoutingTable, watcher: TableWatcher
 ) -> None:
     await db.insert(("a", "a.example.com", "a:1"))
-    async with running(make_sync(db, table, waker_for=lambda name: _Waker(name))) as sync:
+    async with running(make_sync(db, table, waker_for=_Waker)) as sync:
         await wait_synced(sync)
         before = watcher.changes
         waker = table.mappings()["a.example.com"].waker
@@ -167,8 +168,8 @@ async def test_ten_thousand_rows_sync(
 ) -> None:
     await db.execute(
         "INSERT INTO servers (name, domain, address) "
-        "SELECT 's' || i, 's' || i || '.example.com', '10.0.' || (i / 256) || '.' || (i % 256) || ':25565' "
-        "FROM generate_series(1, 10000) AS i"
+        "SELECT 's' || i, 's' || i || '.example.com',"
+        " '10.0.' || (i / 256) || '.' || (i % 256) || ':25565' FROM generate_series(1, 10000) AS i"
     )
     async with running(make_sync(db, table)) as sync:
         started = time.perf_counter()
@@ -208,7 +209,8 @@ async def test_one_transaction_with_many_changes_is_one_query(
         await wait_synced(sync)
         await db.execute(
             "INSERT INTO servers (name, domain, address) "
-            "SELECT 'r' || i, 'r' || i || '.example.com', 'h:' || i FROM generate_series(1, 1000) AS i"
+            "SELECT 'r' || i, 'r' || i || '.example.com', 'h:' || i"
+            " FROM generate_series(1, 1000) AS i"
         )
         await watcher.wait_for(lambda: len(table) == 1000)
         assert sync.queries == 2
@@ -246,7 +248,7 @@ async def test_password_dsn_in_both_forms(
         else cluster.url(db.name, user=PASSWORD_USER, password=PASSWORD)
     )
     await db.insert(("a", "a.example.com", "a:1"))
-    async with running(RouteSync(dsn, table, **FAST_SYNC)) as sync:  # type: ignore[arg-type]
+    async with running(RouteSync(dsn, table, **FAST_SYNC)) as sync:
         await wait_synced(sync)
     assert table.lookup("a.example.com").backend == "a:1"
     text = logged(caplog)
@@ -262,7 +264,7 @@ async def test_wrong_password_is_retried_and_never_logged(
     sync = RouteSync(
         db.cluster.url(db.name, user=PASSWORD_USER, password=secret),
         table,
-        **FAST_SYNC,  # type: ignore[arg-type]
+        **FAST_SYNC,
     )
     async with running(sync):
         async with asyncio.timeout(10):
@@ -283,3 +285,62 @@ class _Waker:
 
     async def wake(self) -> str:
         return ""
+
+
+async def test_a_route_removed_behind_automcs_back_returns_on_the_next_sync(
+    db: Database, table: RoutingTable, watcher: TableWatcher
+) -> None:
+    await db.insert(("a", "a.example.com", "a:1"))
+    async with running(make_sync(db, table)) as sync:
+        await wait_synced(sync)
+        table.remove_mapping("a.example.com")
+        await db.execute("UPDATE servers SET state = 'starting' WHERE name = 'a'")
+        await watcher.wait_for(lambda: watcher.backends() == {"a.example.com": "a:1"})
+
+
+async def test_an_address_released_by_another_source_is_taken_on_the_next_sync(
+    db: Database, table: RoutingTable, watcher: TableWatcher
+) -> None:
+    table.create_mapping("a.example.com", "static:1", source="mapping")
+    await db.insert(("a", "a.example.com", "a:1"))
+    async with running(make_sync(db, table)) as sync:
+        await wait_synced(sync)
+        assert watcher.backends() == {}
+        table.remove_mapping("a.example.com")
+        await db.execute("UPDATE servers SET state = 'starting' WHERE name = 'a'")
+        await watcher.wait_for(lambda: watcher.backends() == {"a.example.com": "a:1"})
+
+
+async def test_a_missing_schema_says_how_to_fix_it(
+    pg_cluster: PostgresCluster, table: RoutingTable, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = pg_cluster.create_database()
+    dsn = pg_cluster.dsn(name, user=PASSWORD_USER, password=PASSWORD)
+    async with running(RouteSync(dsn, table, **FAST_SYNC)) as sync:
+        async with asyncio.timeout(10):
+            await sync.wait_until(lambda s: s.failures >= 3)
+        assert not sync.synced
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["automc: route query failed, retrying"]
+    assert "mc-router automc init-db" in logged(caplog)
+    assert 'relation "servers" does not exist' in logged(caplog)
+
+
+async def test_a_bug_in_a_listener_is_logged_with_its_traceback_and_retried(
+    db: Database, table: RoutingTable, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(TableWatcher):
+        def route_added(self, route: Route) -> None:
+            raise RuntimeError("listener bug")
+
+    Broken(table)
+    await db.insert(("a", "a.example.com", "a:1"))
+    async with running(make_sync(db, table)) as sync:
+        async with asyncio.timeout(10):
+            await sync.wait_until(lambda s: s.failures >= 1)
+            # The retry resyncs; the route went in before the listener raised.
+            await sync.wait_until(lambda s: s.connected)
+        assert table.lookup("a.example.com").backend == "a:1"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None

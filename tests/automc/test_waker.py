@@ -74,7 +74,10 @@ async def test_server_name_is_one_path_segment(control_plane: FakeControlPlane) 
     async with client(control_plane.url + "/api/") as plane:
         await plane.wake("a b/c?d#é")
     paths = [p for _, p, _ in control_plane.requests]
-    assert paths == ["/api/servers/a%20b%2Fc%3Fd%23%C3%A9/start", "/api/servers/a%20b%2Fc%3Fd%23%C3%A9"]
+    assert paths == [
+        "/api/servers/a%20b%2Fc%3Fd%23%C3%A9/start",
+        "/api/servers/a%20b%2Fc%3Fd%23%C3%A9",
+    ]
 
 
 async def test_slow_start_keeps_polling(control_plane: FakeControlPlane) -> None:
@@ -111,11 +114,11 @@ async def test_control_plane_failures_raise_wake_error(
     async with client(control_plane.url) as plane:
         with pytest.raises(WakeError, match=message) as caught:
             await plane.wake("lobby")
-    assert "'lobby'" in str(caught.value)
+    assert str(caught.value).startswith("control plane")
     # The log says why (with the body the player never sees), and never the token.
     text = logged(caplog)
     assert "automc: wake failed" in text
-    assert message.split(" to the ")[0] in text
+    assert message.split(" to the ", maxsplit=1)[0] in text
     assert TOKEN not in text
 
 

@@ -64,7 +64,7 @@ class Service(AutoMC):
         log.info(
             "automc: enabled",
             where=self.sync.where,
-            waker=str(self.plane.base_url) if self.plane is not None else "off",
+            waker=str(self.plane.base_url.with_user(None)) if self.plane is not None else "off",
         )
         return self
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import aclosing
@@ -99,6 +100,8 @@ class RouteSync:
         self.failures = 0
         self.last_sync_seconds = 0.0
         self._wakers: dict[str, Waker] = {}
+        self._rows: dict[tuple[Any, Any, Any], Route | str] = {}
+        self._applied: dict[str, Route] = {}  # last desired set, if it applied conflict-free
         self._reported: dict[str, str] = {}  # row/key -> problem already logged
         self._last_failure = ""
         self._changed = asyncio.Event()
@@ -120,18 +123,21 @@ class RouteSync:
     async def run(self) -> None:
         """Connect, sync, follow; on any failure back off and do it all again. Never returns."""
         attempt = 0
-        while True:
-            try:
-                async with await self._connect() as conn:
-                    await self._listen_and_sync(conn)
-                    attempt = 0
-                    await self._follow(conn)
-            except Exception as exc:  # the reconnect boundary (DESIGN 7)
-                self._failed(exc)
-            delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
-            attempt += 1
-            # Jitter spreads many replicas' reconnects after a database restart.
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        try:
+            while True:
+                try:
+                    async with await self._connect() as conn:
+                        await self._listen_and_sync(conn)
+                        attempt = 0
+                        await self._follow(conn)
+                except Exception as exc:  # the reconnect boundary (DESIGN 7)
+                    self._failed(exc)
+                delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
+                attempt += 1
+                # Jitter spreads many replicas' reconnects after a database restart.
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        finally:
+            self.connected = False
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -140,7 +146,7 @@ class RouteSync:
     async def _listen_and_sync(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> None:
         # LISTEN strictly before the SELECT: a commit between them is notified, not lost.
         await conn.execute(f"LISTEN {CHANNEL}")
-        result = await self._resync(conn)
+        result = await self._resync(conn, initial=True)
         self.connections += 1
         recovered = bool(self._last_failure)
         self._last_failure = ""
@@ -181,7 +187,9 @@ class RouteSync:
         self.notifications += received
         return received > 0
 
-    async def _resync(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> SyncResult:
+    async def _resync(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], *, initial: bool = False
+    ) -> SyncResult:
         started = time.perf_counter()
         async with conn.cursor() as cursor:
             await cursor.execute(ROUTES_QUERY)
@@ -190,7 +198,7 @@ class RouteSync:
         result = self.apply(rows)
         self.last_sync_seconds = time.perf_counter() - started
         self.connected = self.synced = True
-        if result.changes:
+        if result.changes and not initial:  # the (re)connect line reports those itself
             log.info(
                 "automc: routes updated",
                 added=len(result.added),
@@ -208,6 +216,8 @@ class RouteSync:
         reason = mask(str(exc).strip() or type(exc).__name__, self._dsn)
         if isinstance(exc, TimeoutError):
             reason = "timed out"
+        elif isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
+            reason += " (create the schema with `mc-router automc init-db`)"
         if was_connected:
             log.warning(
                 "automc: lost the Postgres connection; keeping the last known routes, retrying",
@@ -215,18 +225,20 @@ class RouteSync:
                 routes=self._owned(),
                 error=reason,
             )
-        elif reason != self._last_failure:
+        elif reason == self._last_failure:
+            log.debug("automc: still failing, retrying", where=self.where, error=reason)
+        elif isinstance(exc, psycopg.OperationalError | OSError | TimeoutError):
             log.warning(
                 "automc: Postgres unreachable, retrying"
                 + ("" if self.synced else "; serving the other routes meanwhile"),
                 where=self.where,
                 error=reason,
             )
+        elif isinstance(exc, psycopg.Error):
+            log.warning("automc: route query failed, retrying", where=self.where, error=reason)
         else:
-            log.debug("automc: Postgres still unreachable", where=self.where, error=reason)
-        if not isinstance(exc, psycopg.Error | OSError | TimeoutError):
             # Not a database or network problem: a bug. Keep retrying, but show where it is.
-            log.exception("automc: unexpected error in route sync")
+            log.exception("automc: unexpected error in route sync, retrying", where=self.where)
         self._last_failure = reason
         self._notify_observers()
 
@@ -234,18 +246,29 @@ class RouteSync:
 
     def apply(self, rows: Iterable[Sequence[Any]]) -> SyncResult:
         """Make the automc routes equal `rows` of (name, domain, address); skip bad rows."""
+        # Rows seen last time map to the same Route object (or problem) without re-parsing:
+        # a resync of 10,000 unchanged rows must not stall the event loop the relay runs on.
+        previous_rows, self._rows = self._rows, {}
         desired: dict[str, Route] = {}
         owner: dict[str, str] = {}
         problems: dict[str, str] = {}
-        names: set[str] = set()
         for name, domain, address in rows:
-            names.add(name)
-            problem = _row_problem(domain, address)
-            if problem:
-                problems[f"row {name}"] = problem
-                self._report(f"row {name}", problem, server=name, domain=domain, backend=address)
+            row = (name, domain, address)
+            outcome = previous_rows.get(row)
+            if outcome is None:
+                outcome = _row_problem(domain, address) or Route(
+                    normalize_server_address(domain, simplify_srv=self.table.simplify_srv),
+                    address,
+                    self.source,
+                    waker=self._waker(name),
+                    label=name,
+                )
+            self._rows[row] = outcome
+            if isinstance(outcome, str):
+                problems[f"row {name}"] = outcome
+                self._report(f"row {name}", outcome, server=name, domain=domain, backend=address)
                 continue
-            key = normalize_server_address(domain, simplify_srv=self.table.simplify_srv)
+            key = outcome.server_address
             previous = owner.get(key)
             if previous is not None:
                 # Case-only duplicates pass UNIQUE(domain). Keep the smaller name, so every
@@ -257,17 +280,31 @@ class RouteSync:
                 if keep == previous:
                     continue
             owner[key] = name
-            desired[key] = Route(key, address, self.source, waker=self._waker(name))
-        result = self.table.sync_source(self.source, desired)
+            desired[key] = outcome
+        if self._unchanged(desired):
+            # A notification that changed no route (e.g. only `state` moved): skip the diff.
+            result = SyncResult()
+        else:
+            result = self.table.sync_source(self.source, desired)
+            self._applied = desired if not result.conflicts else {}
         for key in result.conflicts:
             problem = "the address is routed by another source, which keeps it"
             problems[f"key {key}"] = problem
             self._report(f"key {key}", problem, server_address=key)
         # Forget what is gone, so a problem that comes back is logged again.
         self._reported = {k: v for k, v in self._reported.items() if problems.get(k) == v}
-        for gone in set(self._wakers) - names:
-            del self._wakers[gone]
+        if len(self._wakers) > len(owner):
+            live = set(owner.values())
+            self._wakers = {n: w for n, w in self._wakers.items() if n in live}
         return result
+
+    def _unchanged(self, desired: dict[str, Route]) -> bool:
+        """True if `desired` is what we applied last time and the table still holds exactly
+        those Route objects (another source may have replaced or removed one meanwhile)."""
+        if desired != self._applied or not desired:
+            return False
+        current = self.table.mappings()
+        return all(current.get(key) is route for key, route in desired.items())
 
     def _waker(self, name: str) -> Waker | None:
         if self._waker_for is None:
@@ -286,14 +323,19 @@ class RouteSync:
         return sum(1 for route in self.table if route.source == self.source)
 
 
+# Whitespace, control characters or a port: such a domain can never match a handshake.
+_BAD_DOMAIN: Final = re.compile(r"[\s\x00-\x1f\x7f:]")
+
+
 def _row_problem(domain: object, address: object) -> str:
     """Why a row cannot be a route, or "" if it can."""
     if not isinstance(domain, str) or not isinstance(address, str):
         return "domain and address must be text"
-    if any(c.isspace() or not c.isprintable() for c in domain):
+    bad = _BAD_DOMAIN.search(domain)
+    if bad is not None:
+        if bad.group() == ":":
+            return "domain must be a hostname without a port"
         return "domain contains whitespace or control characters"
-    if ":" in domain:
-        return "domain must be a hostname without a port"
     try:
         Backend.parse(address)
     except ValueError as exc:

@@ -129,7 +129,7 @@ class ControlPlane:
     async def wake(self, name: str) -> str:
         """Start server `name` (or join the start in flight) and return the address to dial."""
         if self._closed or self._session is None:
-            raise WakeError(f"cannot start {name!r}: automc is not running")
+            raise WakeError("automc is not running")
         task = self._inflight.get(name)
         if task is None:
             task = asyncio.create_task(self._wake(name), name=f"automc-wake {name}")
@@ -140,7 +140,7 @@ class ControlPlane:
         except asyncio.CancelledError:
             if task.cancelled() and not _current_task_cancelling():
                 # The shared wake itself was cancelled (shutdown), not our caller.
-                raise WakeError(f"cannot start {name!r}: automc is shutting down") from None
+                raise WakeError("automc is shutting down") from None
             raise
 
     def _finished(self, name: str, task: asyncio.Task[str]) -> None:
@@ -158,7 +158,7 @@ class ControlPlane:
                 await self._start(name)
                 address = await self._poll(name)
         except TimeoutError:
-            error = WakeError(f"server {name!r} did not start within {self.timeout:g} s")
+            error = WakeError(f"server did not start within {self.timeout:g} s")
             bound.warning("automc: wake failed", error=str(error))
             raise error from None
         except WakeError as exc:
@@ -169,63 +169,52 @@ class ControlPlane:
 
     async def _start(self, name: str) -> None:
         self.starts += 1
-        status, body = await self._request("POST", name, self._url(name, "start"))
+        status, body = await self._request("POST", self._url(name, "start"))
         if 200 <= status < 300 or status == 409:
             return
-        raise _http_error(name, "start", status, body)
+        raise _http_error("start", status, body)
 
     async def _poll(self, name: str) -> str:
         url = self._url(name)
         while True:
-            status, body = await self._request("GET", name, url)
+            status, body = await self._request("GET", url)
             if not 200 <= status < 300:
-                raise _http_error(name, "status", status, body)
+                raise _http_error("status", status, body)
             try:
                 document = json.loads(body)
             except ValueError:
-                raise _WakeFailure(
-                    f"cannot start {name!r}: control plane sent invalid JSON", body
-                ) from None
+                raise _WakeFailure("control plane sent invalid JSON", body) from None
             if not isinstance(document, dict):
-                raise _WakeFailure(
-                    f"cannot start {name!r}: control plane sent JSON that is not an object", body
-                )
+                raise _WakeFailure("control plane sent JSON that is not an object", body)
             if document.get("state") == "running":
-                return _running_address(name, document.get("address"), body)
+                return _running_address(document.get("address"), body)
             await asyncio.sleep(self.poll_interval)
 
-    async def _request(self, method: str, name: str, url: URL) -> tuple[int, bytes]:
+    async def _request(self, method: str, url: URL) -> tuple[int, bytes]:
         assert self._session is not None
         try:
             async with self._session.request(method, url) as response:
-                return response.status, await _read_body(name, response)
+                return response.status, await _read_body(response)
         except TimeoutError as exc:
             # aiohttp's per-request timeout (the overall deadline arrives as a cancellation).
             raise _WakeFailure(
-                f"cannot start {name!r}: control plane did not answer within "
-                f"{self.request_timeout:g} s",
+                f"control plane did not answer within {self.request_timeout:g} s",
                 repr(exc).encode(),
             ) from None
         except aiohttp.ClientConnectionError as exc:
-            raise _WakeFailure(
-                f"cannot start {name!r}: control plane unreachable", repr(exc).encode()
-            ) from None
+            raise _WakeFailure("control plane unreachable", repr(exc).encode()) from None
         except aiohttp.ClientError as exc:
-            raise _WakeFailure(
-                f"cannot start {name!r}: control plane request failed", repr(exc).encode()
-            ) from None
+            raise _WakeFailure("control plane request failed", repr(exc).encode()) from None
 
 
-async def _read_body(name: str, response: aiohttp.ClientResponse) -> bytes:
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
     body = bytearray()
     while len(body) <= MAX_BODY:
         chunk = await response.content.read(MAX_BODY + 1 - len(body))
         if not chunk:
             return bytes(body)
         body += chunk
-    raise _WakeFailure(
-        f"cannot start {name!r}: control plane sent more than {MAX_BODY} bytes", bytes(body)
-    )
+    raise _WakeFailure(f"control plane sent more than {MAX_BODY} bytes", bytes(body))
 
 
 class _WakeFailure(WakeError):
@@ -241,23 +230,17 @@ def _detail(exc: WakeError) -> str:
     return body[:_EXCERPT].decode("utf-8", "replace")
 
 
-def _http_error(name: str, what: str, status: int, body: bytes) -> WakeError:
-    return _WakeFailure(
-        f"cannot start {name!r}: control plane answered {status} to the {what} request", body
-    )
+def _http_error(what: str, status: int, body: bytes) -> WakeError:
+    return _WakeFailure(f"control plane answered {status} to the {what} request", body)
 
 
-def _running_address(name: str, address: object, body: bytes) -> str:
+def _running_address(address: object, body: bytes) -> str:
     if not isinstance(address, str) or not address:
-        raise _WakeFailure(
-            f"cannot start {name!r}: control plane reported running without an address", body
-        )
+        raise _WakeFailure("control plane reported running without an address", body)
     try:
         Backend.parse(address)
     except ValueError as exc:
-        raise _WakeFailure(
-            f"cannot start {name!r}: control plane reported an unusable address: {exc}", body
-        ) from None
+        raise _WakeFailure(f"control plane reported an unusable address: {exc}", body) from None
     return address
 
 
