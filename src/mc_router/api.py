@@ -204,12 +204,8 @@ class _Handlers:
             Backend.parse(backend)
         except ValueError as exc:
             return _json(400, {"error": f"invalid backend: {exc}"})
-        route = self.table.put(self.route_factory(server_address, backend))
-        log.info(
-            "Created route mapping",
-            extra={"fields": {"serverAddress": route.server_address, "backend": backend,
-                              "source": route.source}},
-        )
+        # The table's listeners log "Created route mapping" and send webhooks.
+        self.table.put(self.route_factory(server_address, backend))
         await self._save()
         return web.Response(status=201)
 
@@ -234,7 +230,6 @@ class _Handlers:
             sleeper=route.sleeper,
             scaling_key=route.scaling_key,
         )
-        log.info("Using default route", extra={"fields": {"backend": backend}})
         await self._save()
         return web.Response(status=200)
 
@@ -244,7 +239,6 @@ class _Handlers:
         if "/" in server_address:
             # Go routes on the decoded path, so `a%2Fb` is two segments: no such endpoint.
             return _not_found()
-        log.info("Deleting route", extra={"fields": {"serverAddress": server_address}})
         removed = self.table.remove_mapping(server_address)
         await self._save()
         return web.Response(status=200 if removed else 404)
@@ -350,7 +344,7 @@ async def start_api(app: web.Application, binding: str) -> ApiServer:
     log.info(
         "Serving the REST API",
         extra={"fields": {"apiBinding": binding, "addresses": server.addresses,
-                          "token": "set" if token_set else "none"}},
+                          "auth": "token" if token_set else "none"}},
     )
     return server
 

@@ -16,12 +16,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from mc_router import automc
+from mc_router.api import ApiServer, ReadinessCheck, build_api, start_api
 from mc_router.errors import ConfigError
 from mc_router.events import EventBus
+from mc_router.metrics import make_metrics
 from mc_router.relay.clientfilter import ClientFilter, parse_networks
 from mc_router.relay.server import RelayConfig, RelayServer
 from mc_router.routing import Backend, Route, RoutingTable
 from mc_router.settings import Settings
+from mc_router.sources.routes_file import RoutesFile
+from mc_router.webhooks import WebhookNotifier
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +44,6 @@ def unsupported(settings: Settings) -> list[str]:
         (settings.in_docker, "-in-docker (Docker discovery)"),
         (settings.in_docker_swarm, "-in-docker-swarm (Docker Swarm discovery)"),
         (bool(settings.ngrok_token), "-ngrok-token (ngrok tunnels)"),
-        (bool(settings.api_binding), "-api-binding (REST API)"),
-        (bool(settings.routes_config), "-routes-config (routes file)"),
-        (bool(settings.webhook_url), "-webhook-url (event webhooks)"),
-        (
-            settings.metrics_backend.lower() in ("prometheus", "expvar", "influxdb"),
-            f"-metrics-backend {settings.metrics_backend}",
-        ),
         (bool(settings.auto_scale_webhook_url), "-auto-scale-webhook-url (webhook scaler)"),
         (settings.auto_scale_up or settings.auto_scale_down, "-auto-scale-up/-auto-scale-down"),
         (bool(settings.auto_scale_allow_deny), "-auto-scale-allow-deny"),
@@ -124,9 +121,35 @@ class Router:
         self.bus = EventBus()
         self.table.subscribe(RouteLog())
         self.relay = RelayServer(relay_config(settings), self.table, self.bus)
+        self._stack = contextlib.AsyncExitStack()
+        # §1.3 step 3: the metrics backend (influxdb -> ConfigError; unknown -> discard + warning).
+        self.metrics = make_metrics(
+            settings.metrics_backend,
+            record_logins=settings.record_logins,
+            rate_limit_available=lambda: self.relay.bucket.available,
+            rate_limit_period=settings.metrics_rate_limit_period,
+        )
+        self.bus.subscribe(self.metrics)
+        if self.metrics.backend == "prometheus" and not settings.api_binding:
+            log.warning(
+                "-metrics-backend prometheus is served on /metrics of -api-binding, "
+                "which is not set: nothing will expose the metrics"
+            )
+        self.routes_file = RoutesFile(settings.routes_config) if settings.routes_config else None
+        # §1.3 step 12, built here so a bad URL fails before anything starts.
+        self.notifier = (
+            WebhookNotifier(
+                settings.webhook_url,
+                settings.webhook_events,
+                settings.webhook_require_user,
+                settings.webhook_timeout,
+            )
+            if settings.webhook_url
+            else None
+        )
         # The automc extension: one call; a no-op without AUTOMC_DSN (issue #3).
         self.automc = automc.wire(settings, self.table)
-        self._stack = contextlib.AsyncExitStack()
+        self.api: ApiServer | None = None
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -138,6 +161,10 @@ class Router:
 
     def _register_static_routes(self) -> None:
         # Spec §3.6: routes file, then -mapping, then -default (later overwrites earlier).
+        if self.routes_file is not None:
+            self.routes_file.apply_initial(self.table)  # ConfigError names file and place
+            if self.settings.routes_config_watch:
+                self.routes_file.check_watchable()  # only a missing directory is fatal
         for server_address, backend in self.settings.mapping.items():
             _warn_if_unusable(server_address, backend)
             self.table.create_mapping(server_address, backend, source="mapping")
@@ -146,19 +173,64 @@ class Router:
             self.table.set_default_route(self.settings.default, source="default")
 
     async def __aenter__(self) -> Router:
-        self._register_static_routes()
-        await self._stack.enter_async_context(self.automc)
         try:
-            self.relay.bind(self.settings.listen_host, self.settings.port)
-        except OSError as exc:
+            await self._start_services()
+            try:
+                self.relay.bind(self.settings.listen_host, self.settings.port)
+            except OSError as exc:
+                raise ConfigError(f"could not listen on port {self.settings.port}: {exc}") from None
+        except BaseException:
+            # `async with` never calls __aexit__ when __aenter__ fails: stop what started.
             await self._stack.aclose()
-            raise ConfigError(f"could not listen on port {self.settings.port}: {exc}") from None
+            raise
         self.relay.start()
         log.info(
             "Listening for Minecraft client connections",
             extra={"fields": {"listenAddress": _listen_text(self.relay.addresses)}},
         )
         return self
+
+    async def _start_services(self) -> None:
+        """Spec §1.3 order; the exit stack closes them in reverse (API first, metrics last)."""
+        self._register_static_routes()
+        await self.metrics.start()
+        self._stack.push_async_callback(self.metrics.aclose)
+        if self.notifier is not None:
+            await self.notifier.start()
+            self._stack.push_async_callback(self.notifier.aclose)
+            self.bus.subscribe(self.notifier)
+            # Replays route-added for every mapping and a non-empty default (§1.3 step 12).
+            self._stack.callback(self.table.subscribe(self.notifier))
+        await self._stack.enter_async_context(self.automc)
+        if self.routes_file is not None and self.settings.routes_config_watch:
+            watch = asyncio.create_task(self.routes_file.watch(self.table), name="routes-watch")
+            self._stack.push_async_callback(_cancel, watch)
+        if self.settings.api_binding:
+            routes_file = self.routes_file
+            app = build_api(
+                self.table,
+                token=self.settings.api_token,
+                save=(lambda: routes_file.save(self.table)) if routes_file is not None else None,
+                checks=self._readiness_checks(),
+                metrics_routes=self.metrics.routes(),
+            )
+            self.api = await start_api(app, self.settings.api_binding)  # ConfigError if busy
+            self._stack.push_async_callback(self.api.aclose)
+
+    def _readiness_checks(self) -> dict[str, ReadinessCheck]:
+        def listener() -> tuple[bool, object]:
+            addresses = self.relay.addresses
+            return bool(addresses), {"addresses": _listen_text(addresses)}
+
+        checks: dict[str, ReadinessCheck] = {"listener": listener}
+        if self.routes_file is not None:
+            checks["routesFile"] = self.routes_file.readiness
+        if self.automc.enabled:
+            checks["automc"] = lambda: (
+                self.automc.in_sync,
+                {"inSync": self.automc.in_sync, "connected": self.automc.connected},
+            )
+        return checks
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
@@ -170,7 +242,20 @@ class Router:
 
     def reload(self) -> None:
         """SIGHUP: reload the routes file (Q10 fixed: without one, log instead of crashing)."""
-        log.info("Received SIGHUP, but no routes config file is configured; nothing to reload")
+        if self.routes_file is None:
+            log.info("Received SIGHUP, but no routes config file is configured; nothing to reload")
+            return
+        self.routes_file.reload(self.table)  # logs and keeps the routes on any error
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("Background task failed", extra={"fields": {"task": task.get_name()}})
 
 
 def _warn_if_unusable(server_address: str, backend: str) -> None:

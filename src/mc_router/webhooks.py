@@ -184,6 +184,10 @@ class WebhookNotifier:
         """Events queued and not yet taken by the worker."""
         return self._queue.qsize()
 
+    async def drain(self) -> None:
+        """Wait until every queued event has been handled (sent or failed); needs `start()`."""
+        await self._queue.join()
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -31,6 +31,7 @@ import errno
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable
@@ -66,6 +67,7 @@ _GO_ESCAPES = {
     "\u2029": "\\u2029",
 }
 _GO_ESCAPE_TABLE = str.maketrans(_GO_ESCAPES)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def go_json(value: object, *, sort_keys: bool = False) -> bytes:
@@ -73,7 +75,12 @@ def go_json(value: object, *, sort_keys: bool = False) -> bytes:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
     # The escaped characters never occur outside string literals in JSON, so a plain
     # translation of the whole text is exact.
-    return text.translate(_GO_ESCAPE_TABLE).encode("utf-8", "surrogatepass")
+    text = text.translate(_GO_ESCAPE_TABLE)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (undecodable handshake bytes): Go writes U+FFFD for invalid UTF-8.
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 class RoutesConfig(NamedTuple):
@@ -108,7 +115,9 @@ def parse_routes_config(text: str | bytes, *, origin: str = "routes config") -> 
         # Go unmarshals `null` into a struct as a no-op: an empty config.
         return RoutesConfig({}, "")
     if not isinstance(document, _Pairs):
-        raise ConfigError(f"{origin}: the top level must be a JSON object, not {_kind(document)}")
+        raise ConfigError(
+            f"{origin}: expected a JSON object at the top level, got {_kind(document)}"
+        )
     mappings: dict[str, str] = {}
     default = ""
     for key, value in document:
@@ -121,7 +130,7 @@ def parse_routes_config(text: str | bytes, *, origin: str = "routes config") -> 
             if value is None:
                 continue
             if not isinstance(value, _Pairs):
-                raise ConfigError(f"{origin}: {key!r} must be an object, not {_kind(value)}")
+                raise ConfigError(f"{origin}: at {key}: expected an object, got {_kind(value)}")
             for server_address, backend in value:
                 mappings[server_address] = _string(
                     backend, origin, f"{key}[{json.dumps(server_address)}]"
@@ -137,7 +146,7 @@ def _string(value: object, origin: str, where: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ConfigError(f"{origin}: {where} must be a string, not {_kind(value)}")
+        raise ConfigError(f"{origin}: at {where}: expected a string, got {_kind(value)}")
     return value
 
 
@@ -307,16 +316,19 @@ class RoutesFile:
         self,
         table: RoutingTable,
         *,
-        debounce: float = WATCH_DEBOUNCE,
+        debounce: float | None = None,
         started: asyncio.Event | None = None,
         loaded: Callable[[bool], None] | None = None,
     ) -> None:
-        """Watch the file until cancelled; `debounce` seconds after the last write, load it.
+        """Watch the file until cancelled; `debounce` seconds (default 5) after the last
+        write, load it.
 
         `started` is set once the watch is in place; `loaded(applied)` is called after each
         debounced load (both for tests and readiness).
         """
         self.check_watchable()
+        # Read at call time, so an end-to-end test can shorten it on the module.
+        delay = WATCH_DEBOUNCE if debounce is None else debounce
         changed = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._pump_changes(changed), name="routes-file-watch")
@@ -331,7 +343,7 @@ class RoutesFile:
                 while True:
                     changed.clear()
                     try:
-                        async with asyncio.timeout(debounce):
+                        async with asyncio.timeout(delay):
                             await changed.wait()
                     except TimeoutError:
                         break
