@@ -146,7 +146,8 @@ class BackendConn(asyncio.Protocol):
     def _fill(self) -> None:
         transport = self.transport
         assert transport is not None
-        while not self.paused and not self.lost:
+        # is_closing(): a transport closed by an error drops writes without pausing us.
+        while not self.paused and not self.lost and not transport.is_closing():
             transport.write(BULK_CHUNK)
 
     def pause_writing(self) -> None:
@@ -247,7 +248,7 @@ class StreamClient(asyncio.Protocol):
     def _fill(self) -> None:
         transport = self.transport
         assert transport is not None
-        while self.flood and not self.paused and not self.lost:
+        while self.flood and not self.paused and not self.lost and not transport.is_closing():
             transport.write(BULK_CHUNK)
 
     def pause_writing(self) -> None:
@@ -747,6 +748,10 @@ def machine() -> dict[str, Any]:
 
 
 async def amain(args: argparse.Namespace, targets: list[Target], timing: Timing) -> dict[str, Any]:
+    # SIGTERM (e.g. from `timeout`) cancels the run so every child is still stopped in order.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     cpus = sorted(os.sched_getaffinity(0))
     target_cpu: int | None = None
     if args.pin and len(cpus) >= 2:
@@ -832,7 +837,7 @@ def main() -> int:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             report = runner.run(amain(args, targets, timing))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted", file=sys.stderr)
         return 130
     finally:

@@ -43,7 +43,7 @@ async def test_everything_wired(tmp_path: Path) -> None:
             async with http.get(url + "/readyz") as r:
                 assert r.status == 200, await r.text()
             hello = login_hello("MC.example", "Alex")
-            async with connect(router.port) as (reader, writer):
+            async with connect(router.port) as (_reader, writer):
                 writer.write(hello)
                 conn = await backend.next_connection()
                 await read_exactly(conn, len(hello))

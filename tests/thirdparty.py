@@ -29,6 +29,7 @@ import shutil
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,9 @@ def require_node() -> str:
     return node
 
 
-async def _spawn(script: str, config: Mapping[str, Any], *, stdin: int) -> asyncio.subprocess.Process:
+async def _spawn(
+    script: str, config: Mapping[str, Any], *, stdin: int
+) -> asyncio.subprocess.Process:
     node = require_node()
     return await asyncio.create_subprocess_exec(
         node,
@@ -195,9 +198,7 @@ class MCServer:
         """Every event so far whose ``event`` is ``kind``."""
         return [e for e in self.events if e.get("event") == kind]
 
-    async def wait_for(
-        self, kind: str, *, timeout: float = 10.0, **fields: Any
-    ) -> dict[str, Any]:
+    async def wait_for(self, kind: str, *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         """The first event (from the start) of ``kind`` whose fields equal ``fields``.
 
         Waits up to ``timeout`` seconds for it; raises :class:`HarnessError` on timeout or if
@@ -207,8 +208,11 @@ class MCServer:
         def match(e: dict[str, Any]) -> bool:
             return e.get("event") == kind and all(e.get(k) == v for k, v in fields.items())
 
-        return await self._wait(lambda: next((e for e in self.events if match(e)), None),
-                                timeout, f"event {kind!r} {fields or ''}")
+        return await self._wait(
+            lambda: next((e for e in self.events if match(e)), None),
+            timeout,
+            f"event {kind!r} {fields or ''}",
+        )
 
     async def next_event(self, kind: str | None = None, *, timeout: float = 10.0) -> dict[str, Any]:
         """The next event not yet returned by ``next_event``; with ``kind``, skip to one of it.
@@ -283,6 +287,7 @@ async def mc_server(
     max_players: int = 20,
     favicon: str | None = None,
     kick_on_login: str | Mapping[str, Any] | None = None,
+    kick_on_login_raw: bool = False,
     host: str = "127.0.0.1",
     port: int = 0,
     startup_timeout: float = 15.0,
@@ -296,6 +301,8 @@ async def mc_server(
     * ``kick_on_login``: text or chat component; every login is then refused in the LOGIN
       state (a login ``disconnect`` packet right after Login Start), and the server reports
       a ``kick`` event instead of ``login``.
+    * ``kick_on_login_raw``: send the ``kick_on_login`` string verbatim as the reason
+      instead of ``{"text": ...}`` JSON (a malformed reason, as a buggy router might send).
 
     The server is listening when the block starts (``srv.port``); it is stopped (stdin
     closed, SIGTERM, SIGKILL after 3 s) when the block ends, whatever happened.
@@ -315,6 +322,7 @@ async def mc_server(
         config["kickOnLogin"] = (
             kick_on_login if isinstance(kick_on_login, str) else dict(kick_on_login)
         )
+        config["kickOnLoginRaw"] = kick_on_login_raw
 
     proc = await _spawn("server.js", config, stdin=asyncio.subprocess.PIPE)
     srv = MCServer(host=host, port=0, version=version, protocol=0, process=proc)
@@ -364,7 +372,8 @@ async def mc_login(
         {"event": "login", "username", "uuid", "state": "play"}  # Join Game received
         {"event": "kicked", "state": "login"|"configuration"|"play",
          "reason": <raw, as minecraft-protocol reports it>,
-         "reasonJson": <parsed chat component>, "text": <plain text, via prismarine-chat>}
+         "reasonJson": <parsed chat component>, "reasonIsJson": <False if the reason
+         string was not JSON>, "text": <plain text, via prismarine-chat>}
         {"event": "end", "reason", "state"}      # closed with no disconnect packet
         {"event": "error", "message", "code", "state"}  # e.g. ECONNREFUSED, bad packet
         {"event": "timeout", "state", "timeoutMs"}
@@ -414,6 +423,42 @@ async def mc_ping_node(
 # --------------------------------------------------------------------------- mcstatus
 
 
+def _mcstatus_parts() -> tuple[Any, Any, Any, Any]:
+    """(Address, TCPAsyncSocketConnection, AsyncJavaClient, AsyncLegacyClient) from mcstatus.
+
+    These are mcstatus's own low-level pieces (not public API): ``JavaServer`` always puts
+    the address it connects to in the handshake, and we need the two to differ, as they do
+    behind a router. Their modules moved between releases; 13.x and 14.x are known here.
+    """
+    import importlib  # noqa: PLC0415
+
+    def first(cands: tuple[str, ...], name: str) -> Any:
+        for mod in cands:
+            try:
+                return getattr(importlib.import_module(mod), name)
+            except (ImportError, AttributeError):
+                continue
+        raise HarnessError(
+            f"mcstatus {dist_version('mcstatus')} has no {name} in {cands}: "
+            "tests/thirdparty.py knows mcstatus 13.x and 14.x"
+        )
+
+    return (
+        first(("mcstatus._net.address",), "Address"),
+        first(
+            ("mcstatus._protocol.io.connection", "mcstatus._protocol.connection"),
+            "TCPAsyncSocketConnection",
+        ),
+        first(("mcstatus._protocol.java_client",), "AsyncJavaClient"),
+        first(("mcstatus._protocol.legacy_client",), "AsyncLegacyClient"),
+    )
+
+
+async def _maybe_await(value: Any) -> Any:
+    # mcstatus 13's handshake() is sync (buffered write), 14's is a coroutine.
+    return (await value) if inspect.isawaitable(value) else value
+
+
 async def mcstatus_ping(
     host: str,
     port: int,
@@ -427,62 +472,36 @@ async def mcstatus_ping(
 
     The TCP connection goes to ``host:port`` while the handshake carries ``handshake_host``
     and ``handshake_port`` (default ``host`` / ``port``) and ``protocol``: what
-    ``JavaServer(handshake_host).async_status()`` would send to a server reached through a
-    proxy. Raises whatever mcstatus raises (``OSError``, ``TimeoutError``, ...).
+    ``JavaServer(handshake_host).async_status(version=protocol)`` sends to a server reached
+    through a proxy. Raises whatever mcstatus raises (``OSError``, ``TimeoutError``, ...).
     """
+    address_cls, conn_cls, client_cls, _ = _mcstatus_parts()
     hs_host = handshake_host if handshake_host is not None else host
     hs_port = handshake_port if handshake_port is not None else port
-    try:
-        from mcstatus._net.address import Address  # noqa: PLC0415
-        from mcstatus._protocol.io.connection import TCPAsyncSocketConnection  # noqa: PLC0415
-        from mcstatus._protocol.java_client import AsyncJavaClient  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - older mcstatus layout
-        return await _mcstatus_ping_legacy_layout(host, port, hs_host, hs_port, protocol, timeout)
-    async with TCPAsyncSocketConnection(Address(host, port), timeout) as connection:
-        client = AsyncJavaClient(connection, address=Address(hs_host, hs_port), version=protocol)
-        await client.handshake()
-        return await client.read_status()
+    async with conn_cls(address_cls(host, port), timeout) as connection:
+        client = client_cls(connection, address=address_cls(hs_host, hs_port), version=protocol)
+        await _maybe_await(client.handshake())
+        status = await client.read_status()
+    if not isinstance(status, JavaStatusResponse):  # pragma: no cover
+        raise HarnessError(f"mcstatus returned {type(status)!r}")
+    return status
 
 
-async def _mcstatus_ping_legacy_layout(
-    host: str, port: int, hs_host: str, hs_port: int, protocol: int, timeout: float
-) -> JavaStatusResponse:  # pragma: no cover - only with mcstatus < 13
-    import importlib  # noqa: PLC0415
-
-    try:
-        address_cls = importlib.import_module("mcstatus.address").Address
-        conn_cls = importlib.import_module("mcstatus.protocol.connection").TCPAsyncSocketConnection
-        pinger_cls = importlib.import_module("mcstatus.pinger").AsyncServerPinger
-    except (ImportError, AttributeError) as e:
-        raise HarnessError(f"unsupported mcstatus layout: {e}") from e
-    connection = conn_cls()
-    await connection.connect(address_cls(host, port), timeout=timeout)
-    try:
-        pinger = pinger_cls(connection, address=address_cls(hs_host, hs_port), version=protocol)
-        result = pinger.handshake()
-        if inspect.isawaitable(result):
-            await result
-        status = await pinger.read_status()
-        assert isinstance(status, JavaStatusResponse)
-        return status
-    finally:
-        closed = connection.close()
-        if inspect.isawaitable(closed):
-            await closed
-
-
-async def mcstatus_legacy_ping(host: str, port: int, *, timeout: float = 3.0) -> LegacyStatusResponse:
+async def mcstatus_legacy_ping(
+    host: str, port: int, *, timeout: float = 3.0
+) -> LegacyStatusResponse:
     """Pre-1.7 "server list ping" (``FE 01 FA``) with mcstatus's legacy client, one try.
 
-    mcstatus sends no host in it (the ``MC|PingHost`` payload that 1.6 clients append is
-    left out), so a router can only answer it with its default route, if any.
+    This is ``LegacyServer(host, port).async_status()`` without its retries. mcstatus sends
+    no host (the ``MC|PingHost`` payload that 1.6 clients append is left out), so a router
+    can only answer it from a default route, if it has one.
     """
-    from mcstatus._net.address import Address  # noqa: PLC0415
-    from mcstatus._protocol.io.connection import TCPAsyncSocketConnection  # noqa: PLC0415
-    from mcstatus._protocol.legacy_client import AsyncLegacyClient  # noqa: PLC0415
-
-    async with TCPAsyncSocketConnection(Address(host, port), timeout) as connection:
-        return await AsyncLegacyClient(connection).read_status()
+    address_cls, conn_cls, _, legacy_cls = _mcstatus_parts()
+    async with conn_cls(address_cls(host, port), timeout) as connection:
+        status = await legacy_cls(connection).read_status()
+    if not isinstance(status, LegacyStatusResponse):  # pragma: no cover
+        raise HarnessError(f"mcstatus returned {type(status)!r}")
+    return status
 
 
 def mcstatus_motd_text(

@@ -19,7 +19,8 @@
 //       the client received Join Game ("login" packet) in the PLAY state: what a real
 //       client needs to show the world. It then disconnects cleanly.
 //   {"event":"kicked","state":"login"|"configuration"|"play","reason":<raw reason>,
-//    "reasonJson":<parsed component>,"text":<plain text>}                 exit 0
+//    "reasonJson":<parsed component>,"reasonIsJson":<false if a string reason was not JSON>,
+//    "text":<plain text as prismarine-chat renders it>}                   exit 0
 //   {"event":"end","reason":...,"state":...}   connection closed without a kick    exit 0
 //   {"event":"error","message":...,"state":...}                                    exit 0
 //   {"event":"timeout","state":...}                                                exit 0
@@ -86,8 +87,8 @@ try {
 
 if (client) {
   const onKick = (packet) => {
-    const { json, text } = describeReason(packet.reason, version)
-    finish({ event: 'kicked', state: stateName(), reason: packet.reason, reasonJson: json, text })
+    const { json, text, valid } = describeReason(packet.reason, version)
+    finish({ event: 'kicked', state: stateName(), reason: packet.reason, reasonJson: json, reasonIsJson: valid, text })
   }
   // prepend: minecraft-protocol's version check also listens to 'disconnect' and would
   // otherwise turn "Outdated client" kicks into an 'error' first.

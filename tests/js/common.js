@@ -43,14 +43,17 @@ function flattenComponent (c) {
 
 // Normalise a chat reason as minecraft-protocol hands it over: a JSON string (login state,
 // and play state before 1.20.3) or a parsed NBT compound (1.20.3+ configuration/play state).
-// Returns { json: <component or null>, text: <plain text> }.
+// Returns { json: <component or null>, text: <plain text>, valid: <bool> }; valid is false
+// when a string reason was not JSON at all (vanilla expects a JSON chat component there).
 function describeReason (reason, version) {
   let json = null
+  let valid = true
   if (typeof reason === 'string') {
     try {
       json = JSON.parse(reason)
     } catch {
       json = reason
+      valid = false
     }
   } else if (reason && typeof reason === 'object' && reason.type !== undefined && reason.value !== undefined) {
     json = nbt.simplify(reason)
@@ -66,7 +69,7 @@ function describeReason (reason, version) {
   } catch {
     text = flattenComponent(json)
   }
-  return { json, text }
+  return { json, text, valid }
 }
 
 function onExitSignals (fn) {

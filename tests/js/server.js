@@ -13,6 +13,8 @@
 //   favicon      "data:image/png;base64,..." string put verbatim in status "favicon"
 //   kickOnLogin  string or chat component: disconnect every player during the LOGIN state
 //                (after login_start, before login success) with this reason
+//   kickOnLoginRaw  true: send the kickOnLogin string verbatim as the reason field instead
+//                of {"text": ...} (to see what clients make of a reason that is not JSON)
 //
 // stdout, one JSON object per line:
 //   {"event":"listening","port":N,"version":...,"protocol":...}   exactly once, first
@@ -80,7 +82,8 @@ server.prependListener('connection', (client) => {
   if (kickOnLogin !== null) {
     client.prependOnceListener('login_start', (packet) => {
       client.kickedByHarness = true
-      const reason = typeof kickOnLogin === 'string' ? { text: kickOnLogin } : kickOnLogin
+      const raw = cfg.kickOnLoginRaw === true && typeof kickOnLogin === 'string'
+      const reason = typeof kickOnLogin === 'string' && !raw ? { text: kickOnLogin } : kickOnLogin
       emit({
         event: 'kick',
         username: packet.username,
@@ -90,7 +93,7 @@ server.prependListener('connection', (client) => {
         reason
       })
       // In the LOGIN state this writes a login "disconnect" packet (JSON text) and ends.
-      client.end(typeof kickOnLogin === 'string' ? kickOnLogin : 'kicked', JSON.stringify(reason))
+      client.end(typeof kickOnLogin === 'string' ? kickOnLogin : 'kicked', raw ? kickOnLogin : JSON.stringify(reason))
       // minecraft-protocol's login plugin will still try to answer login_start:
       // swallow its writes so nothing follows the disconnect packet.
       client.write = () => {}
