@@ -25,7 +25,7 @@ async def client(url: str, token: str = TOKEN, **options: Any) -> AsyncIterator[
         yield plane
 
 
-async def test_happy_path_posts_then_polls_until_running(control_plane: FakeControlPlane) -> None:
+async def test_happy_path_posts_and_polls_until_running(control_plane: FakeControlPlane) -> None:
     control_plane.status_replies = [
         state_reply("stopped"),
         state_reply("starting"),
@@ -35,11 +35,12 @@ async def test_happy_path_posts_then_polls_until_running(control_plane: FakeCont
         waker = plane.waker("lobby")
         assert isinstance(waker, ServerWaker)
         assert await waker.wake() == "10.1.2.3:25570"
-    assert [(m, p) for m, p, _ in control_plane.requests] == [
+    # The first GET overlaps the POST (one round trip for a running server); the rest poll.
+    assert sorted((m, p) for m, p, _ in control_plane.requests) == [
+        ("GET", "/servers/lobby"),
+        ("GET", "/servers/lobby"),
+        ("GET", "/servers/lobby"),
         ("POST", "/servers/lobby/start"),
-        ("GET", "/servers/lobby"),
-        ("GET", "/servers/lobby"),
-        ("GET", "/servers/lobby"),
     ]
     # The token goes with every request.
     assert {key for _, _, key in control_plane.requests} == {TOKEN}
@@ -73,10 +74,10 @@ async def test_no_token_no_header(control_plane: FakeControlPlane) -> None:
 async def test_server_name_is_one_path_segment(control_plane: FakeControlPlane) -> None:
     async with client(control_plane.url + "/api/") as plane:
         await plane.wake("a b/c?d#é")
-    paths = [p for _, p, _ in control_plane.requests]
+    paths = sorted(p for _, p, _ in control_plane.requests)
     assert paths == [
-        "/api/servers/a%20b%2Fc%3Fd%23%C3%A9/start",
         "/api/servers/a%20b%2Fc%3Fd%23%C3%A9",
+        "/api/servers/a%20b%2Fc%3Fd%23%C3%A9/start",
     ]
 
 
@@ -257,3 +258,26 @@ async def test_token_is_not_in_repr_or_logs(
         await plane.waker("lobby").wake()
         assert TOKEN not in repr(plane.waker("lobby"))
     assert TOKEN not in logged(caplog)
+
+
+async def test_a_running_server_costs_one_round_trip(control_plane: FakeControlPlane) -> None:
+    # Hold the POST: the GET answering "running" must not wait for it to be *sent* first,
+    # only for it to *succeed* (the two overlap).
+    control_plane.start_gate = asyncio.Event()
+    async with client(control_plane.url, poll_interval=60) as plane:
+        wake = asyncio.create_task(plane.wake("lobby"))
+        await asyncio.wait_for(control_plane.started.wait(), 5)
+        while control_plane.gets == 0:
+            await asyncio.sleep(0.01)
+        assert not wake.done()
+        control_plane.start_gate.set()
+        assert await wake == "10.0.0.1:25565"
+
+
+async def test_start_failure_fails_the_wake_even_if_running(
+    control_plane: FakeControlPlane,
+) -> None:
+    control_plane.start_reply = (500, "boom")
+    async with client(control_plane.url, poll_interval=60) as plane:
+        with pytest.raises(WakeError, match="500"):
+            await plane.wake("lobby")

@@ -19,6 +19,7 @@ after a failure tries again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Final
 from urllib.parse import quote
@@ -155,8 +156,7 @@ class ControlPlane:
         bound.info("automc: starting server")
         try:
             async with asyncio.timeout(self.timeout):
-                await self._start(name)
-                address = await self._poll(name)
+                address = await self._start_and_poll(name)
         except TimeoutError:
             error = WakeError(f"server did not start within {self.timeout:g} s")
             bound.warning("automc: wake failed", error=str(error))
@@ -174,21 +174,37 @@ class ControlPlane:
             return
         raise _http_error("start", status, body)
 
-    async def _poll(self, name: str) -> str:
-        url = self._url(name)
-        while True:
-            status, body = await self._request("GET", url)
-            if not 200 <= status < 300:
-                raise _http_error("status", status, body)
-            try:
-                document = json.loads(body)
-            except ValueError:
-                raise _WakeFailure("control plane sent invalid JSON", body) from None
-            if not isinstance(document, dict):
-                raise _WakeFailure("control plane sent JSON that is not an object", body)
-            if document.get("state") == "running":
-                return _running_address(document.get("address"), body)
+    async def _start_and_poll(self, name: str) -> str:
+        """POST start and the first GET overlap, so an already running server costs one
+        control-plane round trip; both must succeed before the address is used."""
+        start = asyncio.create_task(self._start(name))
+        try:
+            address = await self._status(name)
+            await start
+        finally:
+            if not start.done():
+                start.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WakeError):
+                    await start
+        while address is None:
             await asyncio.sleep(self.poll_interval)
+            address = await self._status(name)
+        return address
+
+    async def _status(self, name: str) -> str | None:
+        """One GET: the address when the server is running, else None."""
+        status, body = await self._request("GET", self._url(name))
+        if not 200 <= status < 300:
+            raise _http_error("status", status, body)
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise _WakeFailure("control plane sent invalid JSON", body) from None
+        if not isinstance(document, dict):
+            raise _WakeFailure("control plane sent JSON that is not an object", body)
+        if document.get("state") == "running":
+            return _running_address(document.get("address"), body)
+        return None
 
     async def _request(self, method: str, url: URL) -> tuple[int, bytes]:
         assert self._session is not None
