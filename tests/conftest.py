@@ -51,3 +51,10 @@ def router_factory() -> RouterFactory:
 async def backend() -> AsyncIterator[FakeBackend]:
     async with FakeBackend() as server:
         yield server
+
+
+@pytest.fixture
+async def mc_backend() -> AsyncIterator[FakeBackend]:
+    """A backend that answers status pings like a real server (readiness probes pass)."""
+    async with FakeBackend(answer_status=True) as server:
+        yield server

@@ -11,9 +11,21 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from mc_router.protocol import (
+    NEED_DATA,
+    Frame,
+    FrameReader,
+    Handshake,
+    HandshakeReader,
     encode_frame,
     encode_handshake,
     encode_string,
+    pong,
+    status_response,
+)
+
+FAKE_STATUS = (
+    '{"version":{"name":"1.20.4","protocol":765},"players":{"max":20,"online":0},'
+    '"description":{"text":"fake backend"}}'
 )
 
 
@@ -32,10 +44,19 @@ class FakeBackend:
     """
 
     def __init__(
-        self, handler: Callable[[BackendConn], object] | None = None, *, host: str = "127.0.0.1"
+        self,
+        handler: Callable[[BackendConn], object] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        answer_status: bool = False,
+        status: str = FAKE_STATUS,
     ) -> None:
         self.handler = handler
         self.host = host
+        # Like a real server: answer status pings (readiness probes) and queue only the rest.
+        self.answer_status = answer_status
+        self.status = status
+        self.status_pings = 0
         self.connections: asyncio.Queue[BackendConn] = asyncio.Queue()
         self.accepted = 0
         self._server: asyncio.Server | None = None
@@ -52,8 +73,13 @@ class FakeBackend:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
         self._writers.append(writer)
+        if self.answer_status:
+            replay = await self._status_or_replay(reader, writer)
+            if replay is None:
+                return
+            reader = replay
+        self.accepted += 1
         conn = BackendConn(reader, writer)
         self.connections.put_nowait(conn)
         if self.handler is not None:
@@ -61,6 +87,53 @@ class FakeBackend:
             if asyncio.iscoroutine(result):
                 with contextlib.suppress(ConnectionError):
                     await result
+
+    async def _status_or_replay(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> asyncio.StreamReader | None:
+        """Answer a status connection; for anything else, a reader replaying every byte."""
+        hello = HandshakeReader()
+        consumed = bytearray()
+        event: object = NEED_DATA
+        while not isinstance(event, Handshake):
+            data = await reader.read(4096)
+            if not data:
+                writer.close()
+                return None
+            consumed += data
+            hello.feed(data)
+            event = hello.next_event()
+        if event.next_state == 1:
+            self.status_pings += 1
+            frames = FrameReader()
+            frames.feed(hello.trailing_data)
+            while True:
+                frame = frames.next_event()
+                if not isinstance(frame, Frame):
+                    data = await reader.read(4096)
+                    if not data:
+                        break
+                    frames.feed(data)
+                    continue
+                if frame.packet_id == 0:
+                    writer.write(status_response(self.status))
+                else:
+                    writer.write(pong(frame.payload[:8]))
+                    break
+            writer.close()
+            return None
+        replay = asyncio.StreamReader()
+        replay.feed_data(bytes(consumed))
+
+        async def pump() -> None:
+            while data := await reader.read(65536):
+                replay.feed_data(data)
+            replay.feed_eof()
+
+        task = asyncio.create_task(pump())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return replay
 
     async def __aenter__(self) -> FakeBackend:
         self._server = await asyncio.start_server(self._on_client, self.host, 0)
@@ -71,6 +144,8 @@ class FakeBackend:
         self._server.close()
         for writer in self._writers:
             writer.close()
+        for task in list(self._tasks):
+            task.cancel()
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
 

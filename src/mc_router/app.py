@@ -20,9 +20,13 @@ from mc_router.api import ApiServer, ReadinessCheck, build_api, start_api
 from mc_router.errors import ConfigError
 from mc_router.events import EventBus
 from mc_router.metrics import make_metrics
+from mc_router.protocol import build_proxy_v2
 from mc_router.relay.clientfilter import ClientFilter, parse_networks
 from mc_router.relay.server import RelayConfig, RelayServer
-from mc_router.routing import Backend, Route, RoutingTable
+from mc_router.routing import Backend, Route, RoutingTable, Sleeper, Waker
+from mc_router.scaling.allowdeny import load_allow_deny
+from mc_router.scaling.idle import IdleTracker
+from mc_router.scaling.webhook import WebhookScaler
 from mc_router.settings import Settings
 from mc_router.sources.routes_file import RoutesFile
 from mc_router.webhooks import WebhookNotifier
@@ -44,10 +48,6 @@ def unsupported(settings: Settings) -> list[str]:
         (settings.in_docker, "-in-docker (Docker discovery)"),
         (settings.in_docker_swarm, "-in-docker-swarm (Docker Swarm discovery)"),
         (bool(settings.ngrok_token), "-ngrok-token (ngrok tunnels)"),
-        (bool(settings.auto_scale_webhook_url), "-auto-scale-webhook-url (webhook scaler)"),
-        (settings.auto_scale_up or settings.auto_scale_down, "-auto-scale-up/-auto-scale-down"),
-        (bool(settings.auto_scale_allow_deny), "-auto-scale-allow-deny"),
-        (settings.status_cache_ttl > 0, "-status-cache-ttl"),
     ]
     for bad, what in checks:
         if bad:
@@ -81,6 +81,13 @@ def relay_config(settings: Settings) -> RelayConfig:
         trusted_proxies=trusted,
         client_filter=client_filter,
         hold_budget=settings.auto_scale_hold_budget,
+        wake_timeout=settings.auto_scale_webhook_wake_timeout,
+        status_cache_ttl=settings.status_cache_ttl,
+        allow_deny=(
+            load_allow_deny(settings.auto_scale_allow_deny)
+            if settings.auto_scale_allow_deny
+            else None
+        ),
     )
 
 
@@ -122,6 +129,37 @@ class Router:
         self.table.subscribe(RouteLog())
         self.relay = RelayServer(relay_config(settings), self.table, self.bus)
         self._stack = contextlib.AsyncExitStack()
+        # Upstream's webhook scaler for static routes (spec §6.5), and its idle down-scaler
+        # (§6.4: it exists exactly when the scaler does, since discovery is not provided).
+        self.scaler = (
+            WebhookScaler(
+                settings.auto_scale_webhook_url,
+                headers=settings.auto_scale_webhook_headers,
+                timeout=settings.auto_scale_webhook_timeout,
+                wake_timeout=settings.auto_scale_webhook_wake_timeout,
+                on_ready=self.relay.memory.remember,
+                probe_preamble=(
+                    build_proxy_v2(("127.0.0.1", 0), ("127.0.0.1", 0))
+                    if settings.use_proxy_protocol
+                    else b""
+                ),
+            )
+            if settings.auto_scale_webhook_url
+            else None
+        )
+        self.idle = (
+            IdleTracker(settings.auto_scale_down_after, is_waking=self.relay.wakes.is_waking)
+            if self.scaler is not None
+            else None
+        )
+        if settings.auto_scale_up or settings.auto_scale_down:
+            log.warning(
+                "-auto-scale-up/-auto-scale-down act on Docker, Swarm and Kubernetes discovery, "
+                "which this build does not provide; static routes scale with "
+                "-auto-scale-webhook-url"
+            )
+        if settings.cpu_profile:
+            log.warning("-cpu-profile is accepted for compatibility and ignored")
         # §1.3 step 3: the metrics backend (influxdb -> ConfigError; unknown -> discard + warning).
         self.metrics = make_metrics(
             settings.metrics_backend,
@@ -135,7 +173,11 @@ class Router:
                 "-metrics-backend prometheus is served on /metrics of -api-binding, "
                 "which is not set: nothing will expose the metrics"
             )
-        self.routes_file = RoutesFile(settings.routes_config) if settings.routes_config else None
+        self.routes_file = (
+            RoutesFile(settings.routes_config, route_factory=self.route_factory("file"))
+            if settings.routes_config
+            else None
+        )
         # §1.3 step 12, built here so a bad URL fails before anything starts.
         self.notifier = (
             WebhookNotifier(
@@ -165,12 +207,37 @@ class Router:
             self.routes_file.apply_initial(self.table)  # ConfigError names file and place
             if self.settings.routes_config_watch:
                 self.routes_file.check_watchable()  # only a missing directory is fatal
+        mapping_route = self.route_factory("mapping")
         for server_address, backend in self.settings.mapping.items():
             _warn_if_unusable(server_address, backend)
-            self.table.create_mapping(server_address, backend, source="mapping")
+            self.table.put(mapping_route(server_address, backend))
         if self.settings.default:
             _warn_if_unusable("default", self.settings.default)
-            self.table.set_default_route(self.settings.default, source="default")
+            route = self.route_factory("default")("", self.settings.default)
+            self.table.set_default_route(
+                route.backend,
+                source=route.source,
+                waker=route.waker,
+                sleeper=route.sleeper,
+                scaling_key=route.scaling_key,
+            )
+
+    def route_factory(self, source: str) -> Callable[[str, str], Route]:
+        """Builds static routes of one source, with the webhook scaler's functions if any."""
+        scaler, idle = self.scaler, self.idle
+
+        def make(server_address: str, backend: str) -> Route:
+            waker: Waker | None = None
+            sleeper: Sleeper | None = None
+            key = ""
+            if scaler is not None:
+                # `server_address` as written: upstream's webhook body carries it (§6.5).
+                waker, sleeper, key = scaler.route_functions(server_address, backend)
+                if waker is not None and idle is not None:
+                    waker = idle.guarded(key, waker)
+            return Route(server_address.lower(), backend, source, waker, sleeper, key)
+
+        return make
 
     async def __aenter__(self) -> Router:
         try:
@@ -192,6 +259,16 @@ class Router:
 
     async def _start_services(self) -> None:
         """Spec §1.3 order; the exit stack closes them in reverse (API first, metrics last)."""
+        if self.scaler is not None:
+            self._stack.push_async_callback(self.scaler.aclose)
+            log.info("Using webhook autoscaler for static routes")
+        if self.idle is not None:
+            idle = self.idle
+            self._stack.push_async_callback(idle.aclose)
+            self.bus.subscribe(idle)
+            self._stack.callback(self.table.subscribe(idle))
+            self.relay.wakes.on_start.append(lambda route: idle.wake_started(route.scaling_key))
+            self.relay.wakes.on_finish.append(lambda route: idle.wake_finished(route.scaling_key))
         self._register_static_routes()
         await self.metrics.start()
         self._stack.push_async_callback(self.metrics.aclose)
@@ -209,6 +286,7 @@ class Router:
             routes_file = self.routes_file
             app = build_api(
                 self.table,
+                route_factory=self.route_factory("api"),
                 token=self.settings.api_token,
                 save=(lambda: routes_file.save(self.table)) if routes_file is not None else None,
                 checks=self._readiness_checks(),

@@ -60,10 +60,10 @@ async def test_a_row_inserted_with_sql_routes_a_client(
 async def test_login_wakes_through_the_control_plane_and_status_does_not(
     db: Database,
     router_factory: RouterFactory,
-    backend: FakeBackend,
+    mc_backend: FakeBackend,
     control_plane: FakeControlPlane,
 ) -> None:
-    control_plane.status_replies = [state_reply("starting"), running_reply(backend.address)]
+    control_plane.status_replies = [state_reply("starting"), running_reply(mc_backend.address)]
     # The row's own address is dead: only the control plane's answer can reach the backend.
     await db.insert(("lobby", "lobby.example.com", f"127.0.0.1:{free_port()}"))
     async with router_factory() as router, wire(db, router.table, control_plane.url):
@@ -78,7 +78,7 @@ async def test_login_wakes_through_the_control_plane_and_status_does_not(
         hello = login_hello("lobby.example.com", "Steve")
         async with connect(router.port) as (_, writer):
             writer.write(hello)
-            conn = await backend.next_connection()
+            conn = await mc_backend.next_connection()
             assert await read_exactly(conn, len(hello)) == hello
         assert ("POST", "/servers/lobby/start", "tok") in control_plane.requests
         assert control_plane.posts == 1

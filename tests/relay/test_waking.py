@@ -51,9 +51,9 @@ async def read_kick(reader: asyncio.StreamReader) -> str:
 
 
 async def test_login_is_held_while_the_backend_wakes_then_connected(
-    router_factory: RouterFactory, backend: FakeBackend
+    router_factory: RouterFactory, mc_backend: FakeBackend
 ) -> None:
-    waker = FakeWaker(backend.address)
+    waker = FakeWaker(mc_backend.address)
     hello = login_hello("survival.example.com")
     async with router_factory() as router:
         router.table.put(Route("survival.example.com", "127.0.0.1:1", waker=waker))
@@ -61,17 +61,17 @@ async def test_login_is_held_while_the_backend_wakes_then_connected(
             writer.write(hello)
             await asyncio.sleep(0.1)
             assert waker.calls == 1
-            assert backend.accepted == 0
+            assert mc_backend.accepted == 0
             waker.ready.set()
-            conn = await backend.next_connection()
+            conn = await mc_backend.next_connection()
             # The woken address replaces the route's for this connection, bytes intact.
             assert await read_exactly(conn, len(hello)) == hello
 
 
 async def test_concurrent_logins_share_one_wake(
-    router_factory: RouterFactory, backend: FakeBackend
+    router_factory: RouterFactory, mc_backend: FakeBackend
 ) -> None:
-    waker = FakeWaker(backend.address)
+    waker = FakeWaker(mc_backend.address)
     async with router_factory() as router:
         router.table.put(Route("survival.example.com", "", waker=waker))
         writers = []
@@ -82,16 +82,16 @@ async def test_concurrent_logins_share_one_wake(
         await asyncio.sleep(0.2)
         waker.ready.set()
         for _ in range(5):
-            await backend.next_connection()
+            await mc_backend.next_connection()
         assert waker.calls == 1
         for writer in writers:
             writer.close()
 
 
 async def test_slow_wake_kicks_with_a_friendly_message_and_keeps_waking(
-    router_factory: RouterFactory, backend: FakeBackend
+    router_factory: RouterFactory, mc_backend: FakeBackend
 ) -> None:
-    waker = FakeWaker(backend.address)
+    waker = FakeWaker(mc_backend.address)
     async with router_factory(auto_scale_hold_budget=0.3) as router:
         router.table.put(Route("survival.example.com", "", waker=waker, label="survival"))
         async with connect(router.port) as (reader, writer):
@@ -104,14 +104,14 @@ async def test_slow_wake_kicks_with_a_friendly_message_and_keeps_waking(
         await asyncio.sleep(0.05)
         async with connect(router.port) as (_, writer):
             writer.write(login_hello("survival.example.com"))
-            await backend.next_connection()
+            await mc_backend.next_connection()
         assert waker.calls == 2  # a finished wake is not remembered as "running" forever
 
 
 async def test_kick_gives_an_eta_once_a_wake_time_is_known(
-    router_factory: RouterFactory, backend: FakeBackend
+    router_factory: RouterFactory, mc_backend: FakeBackend
 ) -> None:
-    waker = FakeWaker(backend.address)
+    waker = FakeWaker(mc_backend.address)
     async with router_factory(auto_scale_hold_budget=0.2) as router:
         router.table.put(Route("survival.example.com", "", waker=waker, label="survival"))
         # A first wake that takes about a second teaches the coordinator the route's pace.

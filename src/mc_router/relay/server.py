@@ -13,13 +13,19 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
-from mc_router.events import ErrorObserved, EventBus, FrontendAccepted
+from mc_router.errors import WakeError
+from mc_router.events import ErrorObserved, EventBus, FrontendAccepted, PlayerInfo
+from mc_router.protocol import build_proxy_v2
 from mc_router.relay.clientfilter import ClientFilter, IPNetwork
 from mc_router.relay.pipe import Pipe
 from mc_router.relay.ratelimit import TokenBucket
 from mc_router.relay.session import ClientConnection, Session
 from mc_router.routing import Route, RoutingTable
 from mc_router.scaling import WakeCoordinator
+from mc_router.scaling.allowdeny import AllowDeny, server_allows_player
+from mc_router.scaling.motd import choose_motd
+from mc_router.scaling.probe import ProbeError, wait_until_ready
+from mc_router.scaling.status_memory import StatusCache, StatusMemory
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,11 @@ class RelayConfig:
     # How long a login waits for a waking server before a friendly "reconnect" kick; the
     # vanilla client gives up on a silent login after about 30 s.
     hold_budget: float = 25.0
+    # Readiness after a wake: status pings until the backend answers, for at most this long.
+    wake_timeout: float = 60.0
+    # Seconds a backend's status may answer pings for an awake route; 0 = off (upstream).
+    status_cache_ttl: float = 0.0
+    allow_deny: AllowDeny | None = None
 
 
 class RelayServer:
@@ -58,7 +69,10 @@ class RelayServer:
         self.pipes: set[Pipe] = set()
         self._sockets: list[socket.socket] = []
         self._accept_tasks: list[asyncio.Task[None]] = []
-        self.wakes = WakeCoordinator()
+        self.memory = StatusMemory()
+        self.cache = StatusCache(config.status_cache_ttl) if config.status_cache_ttl > 0 else None
+        self.wakes = WakeCoordinator(ready=self._ready)
+        self.wakes.on_start.append(self._wake_started)
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -148,13 +162,45 @@ class RelayServer:
     def error(self, error_type: str) -> None:
         self.bus.publish(ErrorObserved(error_type))
 
+    def allows_wake(self, server_address: str, player: PlayerInfo | None) -> bool:
+        """Spec §6.6 (Q22 fixed: a login without player info matches no entry)."""
+        return server_allows_player(self.config.allow_deny, server_address, player)
+
     def motd_for(self, route: Route | None) -> str:
         """The predefined-status MOTD for a route (spec §5.2): loading while it wakes."""
-        if self.wakes.current(route) is not None:
-            motd = (route.loading_motd if route else "") or self.config.loading_motd
-            if motd:
-                return motd
-        return (route.asleep_motd if route else "") or self.config.asleep_motd
+        wake = self.wakes.current(route)
+        now = self.wakes.now()
+        return choose_motd(
+            route_asleep=route.asleep_motd if route is not None else "",
+            route_loading=route.loading_motd if route is not None else "",
+            global_asleep=self.config.asleep_motd,
+            global_loading=self.config.loading_motd,
+            waking=wake is not None,
+            now=now,
+            eta=wake.remaining(now) if wake is not None else None,
+        )
+
+    async def _ready(self, route: Route, address: str) -> None:
+        """After a wake: ping until the backend really answers status (issue #5 §3)."""
+        host = address.rpartition(":")[0].strip("[]")
+        preamble = b""
+        if self.config.use_proxy_protocol:
+            # Backends that require PROXY headers refuse a bare probe.
+            preamble = build_proxy_v2(("127.0.0.1", 0), ("127.0.0.1", 0))
+        try:
+            status = await wait_until_ready(
+                address,
+                server_address=route.server_address or host,
+                deadline_seconds=self.config.wake_timeout,
+                preamble=preamble,
+            )
+        except ProbeError as exc:
+            raise WakeError(f"the server did not answer at {address}: {exc}") from None
+        self.memory.remember(route.server_address, status)
+
+    def _wake_started(self, route: Route) -> None:
+        if self.cache is not None:
+            self.cache.invalidate(route.server_address)
 
     # -- shutdown --------------------------------------------------------------------------
 
@@ -186,6 +232,8 @@ class RelayServer:
         if self.sessions:
             await asyncio.gather(*self.sessions, return_exceptions=True)
         await self.wakes.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
         # Let connection_lost callbacks of aborted transports run.
         await asyncio.sleep(0)
         log.info("Router server stopped")

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,16 +42,16 @@ from mc_router.protocol import (
     ProxyHeader,
     UnexpectedPacket,
     build_proxy_v2,
-    legacy_kick,
     login_disconnect,
     parse_proxy_header,
     pong,
-    status_json,
     status_response,
 )
 from mc_router.relay.clientfilter import contains, parse_ip
 from mc_router.relay.pipe import Pipe, PipeEnd
 from mc_router.routing import Backend, Route
+from mc_router.scaling.probe import ProbeError, fetch_status
+from mc_router.scaling.status_memory import StatusInfo, StatusMemory, StatusSniffer
 
 if TYPE_CHECKING:
     from mc_router.relay.server import RelayServer
@@ -67,6 +68,9 @@ STATUS_REQUEST_TIMEOUT = 3.0
 STATUS_PING_TIMEOUT = 2.0
 # A status exchange is two tiny frames; anything bigger is not a status client.
 MAX_STATUS_FRAME = 1024
+# A status answer with a 64x64 favicon is ~10-20 KiB; the vanilla cap on the JSON is 32 KiB
+# characters. Beyond this we stop sniffing rather than buffer a huge frame.
+MAX_SNIFFED_STATUS = 256 * 1024
 # PROXY v1 is at most 107 bytes and v2 carries 16 + at most a few KiB of TLVs.
 MAX_PROXY_BUFFER = 16 * 1024
 
@@ -110,6 +114,32 @@ class BackendConnection(PipeEnd):
     """The router's connection to a backend; a plain pipe end."""
 
     __slots__ = ()
+
+
+class _SniffingBackend(BackendConnection):
+    """A backend end that also reads the status answer it relays into the status memory."""
+
+    __slots__ = ("_key", "_memory", "_sniffer")
+
+    def __init__(self, memory: StatusMemory, key: str) -> None:
+        super().__init__()
+        self._memory = memory
+        self._key = key
+        self._sniffer: StatusSniffer | None = StatusSniffer(MAX_SNIFFED_STATUS)
+
+    def data_received(self, data: bytes) -> None:
+        sniffer = self._sniffer
+        if sniffer is not None:
+            info = sniffer.feed(data)  # never raises: bad data just ends the sniffing
+            if info is not None:
+                self._memory.remember(self._key, info)
+            if sniffer.done:
+                self._sniffer = None
+        super().data_received(data)
+
+
+def _sniffing_backend(memory: StatusMemory, key: str) -> Callable[[], BackendConnection]:
+    return lambda: _SniffingBackend(memory, key)
 
 
 class ClientConnection(PipeEnd):
@@ -357,7 +387,7 @@ class ClientConnection(PipeEnd):
 class Session:
     """The routing script for one client whose hello is complete."""
 
-    __slots__ = ("backend", "conn", "hello", "route", "server")
+    __slots__ = ("backend", "conn", "hello", "refused_wake", "route", "server")
 
     def __init__(self, server: RelayServer, conn: ClientConnection) -> None:
         assert conn.hello is not None
@@ -366,6 +396,7 @@ class Session:
         self.hello = conn.hello
         self.backend = ""
         self.route: Route | None = None
+        self.refused_wake = False
 
     def _fields(self, **extra: object) -> dict[str, object]:
         fields: dict[str, object] = {
@@ -387,10 +418,25 @@ class Session:
         handed_over = False
         try:
             if route is not None and route.waker is not None and hello.is_login:
-                woken = await self._wake(route)
-                if woken is None:
-                    return
-                self.backend = backend = woken
+                if server.allows_wake(hello.server_address, hello.player):
+                    woken = await self._wake(route)
+                    if woken is None:
+                        return
+                    self.backend = backend = woken
+                else:
+                    # Spec §6.6: a refused player skips the wake and is routed as is.
+                    log.info("Player may not wake this server", extra={"fields": self._fields()})
+                    self.refused_wake = True
+            elif (
+                route is not None
+                and hello.is_status
+                and not hello.legacy
+                and server.cache is not None
+                and backend
+                and server.wakes.current(route) is None
+                and await self._serve_cached_status(route, backend)
+            ):
+                return
 
             waking = server.wakes.current(route) is not None
             if not backend or (waking and hello.is_status):
@@ -399,9 +445,7 @@ class Session:
                         "Unable to find registered backend", extra={"fields": self._fields()}
                     )
                     server.error("missing_backend")
-                server.bus.publish(
-                    BackendMissing(hello.client, hello.server_address, hello.player)
-                )
+                server.bus.publish(BackendMissing(hello.client, hello.server_address, hello.player))
                 # Path A (spec §5.1): only for a mapping matching the lower-cased raw address.
                 if hello.is_status and server.table.has_route(hello.server_address):
                     await self._serve_status(server.table.get(hello.server_address))
@@ -461,9 +505,12 @@ class Session:
         try:
             target = Backend.parse(backend)
             loop = asyncio.get_running_loop()
+            factory: Callable[[], BackendConnection] = BackendConnection
+            if hello.is_status and not hello.legacy and self.route is not None:
+                factory = _sniffing_backend(server.memory, self.route.server_address)
             async with asyncio.timeout(server.config.dial_timeout):
                 transport, backend_conn = await loop.create_connection(
-                    BackendConnection, target.host, target.port
+                    factory, target.host, target.port
                 )
         except (OSError, TimeoutError, ValueError) as exc:
             reason = _dial_error(backend, exc)
@@ -478,6 +525,8 @@ class Session:
             if hello.is_status and route is not None and route.waker is not None:
                 # Path B (spec §5.1): the route's waker says it can be woken: say it sleeps.
                 await self._serve_status(route)
+            elif self.refused_wake and route is not None:
+                self.kick(f"{route.display_name} is asleep, and you may not wake it")
             return False
 
         if conn.lost:
@@ -560,8 +609,9 @@ class Session:
         motd = server.motd_for(route)
         if not motd:
             return
+        key = route.server_address if route is not None else ""
         if hello.legacy:
-            conn.send(legacy_kick(motd))
+            conn.send(server.memory.legacy_response(key, motd))
             return
         # Q2 fixed: skip exactly the bytes the handshake frame took.
         conn.start_frames(hello.received[hello.handshake_size :])
@@ -569,13 +619,47 @@ class Session:
         frame = await conn.read_frame(STATUS_REQUEST_TIMEOUT)
         if frame is not None and frame.packet_id == 0x01:
             pending = frame.payload[:8]
-        conn.send(status_response(status_json(motd, hello.protocol_version)))
+        conn.send(status_response(server.memory.status_json(key, motd, hello.protocol_version)))
         if pending is None:
             frame = await conn.read_frame(STATUS_PING_TIMEOUT)
             if frame is not None and frame.packet_id == 0x01:
                 pending = frame.payload[:8]
         if pending is not None and len(pending) == 8:
             conn.send(pong(pending))
+
+    async def _serve_cached_status(self, route: Route, backend: str) -> bool:
+        """Answer a ping from the status cache (issue #5 §7); False to route it normally."""
+        server, hello, conn = self.server, self.hello, self.conn
+        assert server.cache is not None
+
+        async def fetch() -> StatusInfo:
+            info = await fetch_status(
+                backend,
+                server_address=hello.server_address,
+                protocol_version=hello.protocol_version,
+                timeout=server.config.dial_timeout + STATUS_REQUEST_TIMEOUT,
+            )
+            server.memory.remember(route.server_address, info)
+            return info
+
+        try:
+            info = await server.cache.get(route.server_address, hello.protocol_version, fetch)
+        except (ProbeError, OSError) as exc:
+            log.debug("Status cache could not fetch: %s", exc, extra={"fields": self._fields()})
+            return False
+        conn.start_frames(hello.received[hello.handshake_size :])
+        pending: bytes | None = None
+        frame = await conn.read_frame(STATUS_REQUEST_TIMEOUT)
+        if frame is not None and frame.packet_id == 0x01:
+            pending = frame.payload[:8]
+        conn.send(status_response(info.text))
+        if pending is None:
+            frame = await conn.read_frame(STATUS_PING_TIMEOUT)
+            if frame is not None and frame.packet_id == 0x01:
+                pending = frame.payload[:8]
+        if pending is not None and len(pending) == 8:
+            conn.send(pong(pending))
+        return True
 
     def kick(self, reason: str) -> None:
         """Refuse a login with a Login Disconnect the player can read."""

@@ -56,6 +56,10 @@ class _GuardedWaker:
     key: str
     waker: Waker
 
+    @property
+    def checks_readiness(self) -> bool:
+        return bool(getattr(self.waker, "checks_readiness", False))
+
     async def wake(self) -> str:
         # A `down` still in flight would race the `up`: let it land first.
         await self.tracker.sleep_finished(self.key)

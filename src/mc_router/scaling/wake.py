@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mc_router.errors import WakeError
@@ -50,13 +50,31 @@ class Wake:
         return max(1.0, self.estimate - (now - self.started))
 
 
-class WakeCoordinator:
-    """Runs at most one wake per route key and remembers how long wakes take."""
+Ready = Callable[[Route, str], Awaitable[None]]
+WakeHook = Callable[[Route], None]
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+
+class WakeCoordinator:
+    """Runs at most one wake per route key and remembers how long wakes take.
+
+    `ready(route, address)`, when given, runs after a waker returns and before anyone
+    connects: a real status ping until the backend answers (issue #5 §3). Wakers that check
+    readiness themselves say so with a true `checks_readiness` attribute. `on_start` and
+    `on_finish` hooks see every wake begin and end (idle timers, status caches).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        ready: Ready | None = None,
+    ) -> None:
         self._clock = clock
+        self._ready = ready
         self._wakes: dict[str, Wake] = {}
         self._averages: dict[str, float] = {}
+        self.on_start: list[WakeHook] = []
+        self.on_finish: list[WakeHook] = []
 
     def current(self, route: Route | None) -> Wake | None:
         """The wake in flight for this route, if any."""
@@ -64,6 +82,11 @@ class WakeCoordinator:
             return None
         wake = self._wakes.get(route_key(route))
         return wake if wake is not None and not wake.task.done() else None
+
+    def is_waking(self, key: str) -> bool:
+        """Whether a wake is in flight for a route key (scaling key or server address)."""
+        wake = self._wakes.get(key)
+        return wake is not None and not wake.task.done()
 
     def estimate(self, route: Route) -> float | None:
         return self._averages.get(route_key(route))
@@ -78,16 +101,25 @@ class WakeCoordinator:
         if wake is not None and not wake.task.done():
             return wake
         task = asyncio.get_running_loop().create_task(
-            self._run(key, waker), name=f"wake {label}"
+            self._run(route, key, waker), name=f"wake {label}"
         )
         wake = Wake(key, label, self._clock(), task, self._averages.get(key))
         self._wakes[key] = wake
-        task.add_done_callback(lambda t: self._finished(key, wake, t))
+        task.add_done_callback(lambda t: self._finished(route, key, wake, t))
+        for hook in self.on_start:
+            hook(route)
         return wake
 
-    async def _run(self, key: str, waker: Waker) -> str:
+    async def _run(self, route: Route, key: str, waker: Waker) -> str:
         try:
-            return await waker.wake()
+            address = await waker.wake()
+            if (
+                address
+                and self._ready is not None
+                and not getattr(waker, "checks_readiness", False)
+            ):
+                await self._ready(route, address)
+            return address
         except WakeError:
             raise
         except Exception as exc:
@@ -95,9 +127,11 @@ class WakeCoordinator:
             log.exception("Waker failed unexpectedly", extra={"fields": {"route": key}})
             raise WakeError(f"the waker failed: {exc}") from exc
 
-    def _finished(self, key: str, wake: Wake, task: asyncio.Task[str]) -> None:
+    def _finished(self, route: Route, key: str, wake: Wake, task: asyncio.Task[str]) -> None:
         if self._wakes.get(key) is wake:
             del self._wakes[key]
+        for hook in self.on_finish:
+            hook(route)
         if task.cancelled():
             return
         if task.exception() is None:

@@ -27,7 +27,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import ClassVar, Final
 
 import aiohttp
 from multidict import CIMultiDict
@@ -153,6 +153,8 @@ def _default_session() -> aiohttp.ClientSession:
 class WebhookWaker:
     """The `Waker` of one route: POST `up`, then wait for a status answer."""
 
+    # It probes readiness itself (with the scaler's wake timeout and PROXY preamble).
+    checks_readiness: ClassVar[bool] = True
     scaler: WebhookScaler = field(repr=False)
     server_address: str
     backend: str
