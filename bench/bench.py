@@ -283,6 +283,39 @@ class Window:
         self.measuring = False
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Pids whose CPU time is ours (this process and the target); everything else is "other load".
+OUR_PIDS: set[int] = {os.getpid()}
+# The last window's other load: (cores busy with other processes, cores stolen by the host).
+LAST_LOAD: list[float] = [0.0, 0.0]
+# The target process (None for direct) and its CPU seconds in the last measured window.
+TARGET_PID: list[int | None] = [None]
+LAST_TARGET_CPU: list[float | None] = [None]
+
+
+def target_cpu_ns() -> int | None:
+    """Nanoseconds the target has run on a CPU (/proc/<pid>/schedstat), None for direct."""
+    pid = TARGET_PID[0]
+    if pid is None:
+        return None
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_snapshot() -> tuple[int, int, int]:
+    """(busy jiffies of all CPUs excluding irq/softirq, steal jiffies, our processes' jiffies)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = map(int, fields[:8])
+    ours = 0
+    for pid in list(OUR_PIDS):
+        with contextlib.suppress(OSError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ours += int(stat[11]) + int(stat[12])
+    return user + nice + system, steal, ours
+
+
 async def measure_window(
     timing: Timing, workers: list[Callable[[Window], Any]], sample: Callable[[], float]
 ) -> tuple[float, float, Window]:
@@ -292,9 +325,12 @@ async def measure_window(
     try:
         await asyncio.sleep(timing.warmup)
         window.measuring = True
-        t0, s0 = time.perf_counter(), sample()
+        t0, s0, c0, p0 = time.perf_counter(), sample(), cpu_snapshot(), target_cpu_ns()
         await asyncio.sleep(timing.duration)
-        t1, s1 = time.perf_counter(), sample()
+        t1, s1, c1, p1 = time.perf_counter(), sample(), cpu_snapshot(), target_cpu_ns()
+        LAST_TARGET_CPU[0] = None if p0 is None or p1 is None else (p1 - p0) / 1e9
+        busy, steal, ours = (b - a for a, b in zip(c0, c1, strict=True))
+        LAST_LOAD[:] = [max(0, busy - ours) / CLK_TCK / (t1 - t0), steal / CLK_TCK / (t1 - t0)]
         window.measuring = False
         window.stop = True
         async with asyncio.timeout(15):
@@ -594,7 +630,12 @@ def pinned(pid: int, cpu: int | None) -> Iterator[None]:
 
 
 async def run_target(
-    target: Target, timing: Timing, metrics: list[str], tmp: Path, cpu: int | None
+    target: Target,
+    timing: Timing,
+    metrics: list[str],
+    tmp: Path,
+    cpu: int | None,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     stats = BackendStats()
@@ -608,9 +649,13 @@ async def run_target(
         else:
             port = free_port()
             log = tmp / f"{target.name}.log"
+            argv = target.command(port, backend_port, tmp)
+            if profile_dir is not None and argv[0] == PYTHON:
+                prof = profile_dir / f"{target.name}.prof"
+                argv = [PYTHON, "-m", "cProfile", "-o", str(prof), *argv[1:]]
             with log.open("wb") as out:
                 proc = subprocess.Popen(
-                    target.command(port, backend_port, tmp),
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -618,6 +663,8 @@ async def run_target(
                     start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
                 )
             CHILDREN.append(proc)
+            OUR_PIDS.add(proc.pid)
+            TARGET_PID[0] = proc.pid
             if cpu is not None:
                 os.sched_setaffinity(proc.pid, {cpu})
             await wait_listening(port, proc, log)
@@ -642,6 +689,10 @@ async def run_target(
                         value = await round_trips(addr, 100, timing)
                     else:
                         raise ValueError(metric)
+                    if metric != "idle":
+                        value["other_load_cores"] = round(LAST_LOAD[0], 2)
+                        value["steal_cores"] = round(LAST_LOAD[1], 2)
+                        add_cpu_cost(metric, value, timing)
             except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
                 value = {"value": None, "error": repr(exc)}
             result[metric] = value
@@ -652,9 +703,24 @@ async def run_target(
     finally:
         if proc is not None:
             stop_process(proc)
+            OUR_PIDS.discard(proc.pid)
+            TARGET_PID[0] = None
         backend.close()
         await backend.wait_closed()
     return result
+
+
+def add_cpu_cost(metric: str, value: dict[str, Any], timing: Timing) -> None:
+    """The target's CPU cost per unit of work: robust to other load, unlike rates."""
+    cpu = LAST_TARGET_CPU[0]
+    if cpu is None or not value.get("value"):
+        return
+    seconds = timing.duration
+    value["target_cpu_util"] = round(cpu / seconds, 3)
+    if metric.startswith("bulk"):
+        value["target_cpu_s_per_gb"] = round(cpu / (value["value"] * seconds / 1e3), 4)
+    else:  # connections or round trips
+        value["target_cpu_us_per_op"] = round(cpu / (value["value"] * seconds) * 1e6, 2)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -676,8 +742,12 @@ HEADERS = {
     "rtt_p50": "p50 us",
     "rtt_p99": "p99 us",
     "idle": "KiB/idle",
+    "cpu_conn": "CPUus/conn",
+    "cpu_rtt": "CPUus/rtt",
+    "cpu_gb": "CPUs/GB up",
 }
 COLUMNS = ["conn1", "conn64", "bulk_up", "bulk_down", "rtt", "rtt_p50", "rtt_p99", "idle"]
+COST_COLUMNS = ["cpu_conn", "cpu_rtt", "cpu_gb"]
 
 
 def fmt_metric(metric: str, value: dict[str, Any]) -> str:
@@ -688,28 +758,42 @@ def fmt_metric(metric: str, value: dict[str, Any]) -> str:
         text += f" (p50 {value['p50_us']:.0f} us, p99 {value['p99_us']:.0f} us)"
     if metric == "idle":
         text += f" KiB/conn ({value['rss_before_kib']} -> {value['rss_after_kib']} KiB)"
+    if "target_cpu_us_per_op" in value:
+        text += f" [target {value['target_cpu_us_per_op']:.1f} CPU-us/op, util {value['target_cpu_util']:.2f}]"
+    if "target_cpu_s_per_gb" in value:
+        text += f" [target {value['target_cpu_s_per_gb']:.3f} CPU-s/GB, util {value['target_cpu_util']:.2f}]"
+    if value.get("other_load_cores", 0) >= 0.1 or value.get("steal_cores", 0) >= 0.1:
+        text += f" [noisy: other processes {value['other_load_cores']:.2f} cores, steal {value['steal_cores']:.2f}]"
     if value.get("errors"):
         text += f" [{value['errors']} errors: {value.get('last_error')}]"
     return text
 
 
 def column(result: dict[str, Any], col: str) -> float | None:
+    if col == "cpu_conn":
+        return (result.get("conn64") or {}).get("target_cpu_us_per_op")
+    if col == "cpu_rtt":
+        return (result.get("rtt") or {}).get("target_cpu_us_per_op")
+    if col == "cpu_gb":
+        return (result.get("bulk_up") or {}).get("target_cpu_s_per_gb")
     if col in ("rtt_p50", "rtt_p99"):
         rtt = result.get("rtt") or {}
         return rtt.get("p50_us" if col == "rtt_p50" else "p99_us")
     return (result.get(col) or {}).get("value")
 
 
-def table(results: dict[str, dict[str, Any]], ref: str | None) -> str:
-    names = list(results)
-    widths = [max(18, *(len(n) for n in names))] + [12] * len(COLUMNS)
+def table(
+    results: dict[str, dict[str, Any]], ref: str | None, columns: list[str] = COLUMNS
+) -> str:
+    names = [n for n in results if ref is None or n != "direct" or columns is COLUMNS]
+    widths = [max(18, *(len(n) for n in names))] + [12] * len(columns)
     lines = [
         "".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in
-                enumerate(zip(["target", *(HEADERS[c] for c in COLUMNS)], widths, strict=True)))
+                enumerate(zip(["target", *(HEADERS[c] for c in columns)], widths, strict=True)))
     ]
     for name in names:
         cells = [name]
-        for col in COLUMNS:
+        for col in columns:
             value = column(results[name], col)
             if ref is None:
                 cells.append("-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.2f}")
@@ -764,7 +848,9 @@ async def amain(args: argparse.Namespace, targets: list[Target], timing: Timing)
             for target in targets:
                 print(f"[round {rnd + 1}/{args.rounds}] {target.name}: {target.describe}", flush=True)
                 try:
-                    result = await run_target(target, timing, metrics, Path(tmpdir), target_cpu)
+                    result = await run_target(
+                        target, timing, metrics, Path(tmpdir), target_cpu, args.profile
+                    )
                 except (OSError, RuntimeError) as exc:
                     print(f"  {target.name}: FAILED: {exc}", flush=True)
                     result = {"describe": target.describe, "error": repr(exc)}
@@ -777,7 +863,10 @@ async def amain(args: argparse.Namespace, targets: list[Target], timing: Timing)
             values = [r[metric] for r in runs if r.get(metric, {}).get("value") is not None]  # type: ignore[union-attr]
             if values:
                 values.sort(key=lambda v: v["value"])
-                merged[name][metric] = values[len(values) // 2]
+                median = dict(values[len(values) // 2])
+                if len(runs) > 1:  # type: ignore[arg-type]
+                    median["all"] = [round(v["value"], 2) for v in values]
+                merged[name][metric] = median
         if len(runs) > 1:  # type: ignore[arg-type]
             merged[name]["rounds"] = runs
     return {"machine": machine(), "timing": dataclasses.asdict(timing), "pinned": target_cpu is not None, "results": merged}
@@ -796,10 +885,15 @@ def main() -> int:
         "--router-variant",
         action="append",
         default=[],
-        metavar="NAME=SRC_DIR",
-        help="also run the router from another source tree (PYTHONPATH=SRC_DIR) as router[NAME]",
+        metavar="NAME=SRC_DIR[@FLAGS]",
+        help="also run the router from another source tree (PYTHONPATH=SRC_DIR), with extra "
+        "router flags after @, as router[NAME]",
     )
     parser.add_argument("--router-args", default="", help="extra router flags, e.g. '-log-level warn'")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR",
+        help="run Python targets under cProfile, writing DIR/<target>.prof (slows them down)",
+    )
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin CPUs")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -823,8 +917,10 @@ def main() -> int:
             continue
         targets.append(available[name])
     for spec in args.router_variant:
-        name, _, src = spec.partition("=")
-        targets.append(Target(f"router[{name}]", f"router from {src}", router_command(extra),
+        name, _, rest = spec.partition("=")
+        src, _, flags = rest.partition("@")
+        targets.append(Target(f"router[{name}]", f"router from {src} {flags}".strip(),
+                              router_command(extra + tuple(flags.split())),
                               env={"PYTHONPATH": str(Path(src).resolve())}))
 
     # 5,000 idle connections cost this process 2 fds each (client + backend side).
@@ -855,6 +951,8 @@ def main() -> int:
     if "haproxy" in results:
         print("\nratio vs haproxy")
         print(table(results, "haproxy"))
+    print("\ntarget CPU cost (CPU-us per connection at c=64, per round trip; CPU-s per GB uploaded)")
+    print(table({n: r for n, r in results.items() if n != "direct"}, None, COST_COLUMNS))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
         print(f"\nwrote {args.json}")

@@ -186,6 +186,7 @@ class FakeControlPlane:
     start_gate: asyncio.Event | None = None
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    polled: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
     _runner: web.AppRunner | None = None
     _gets: int = 0
@@ -210,6 +211,7 @@ class FakeControlPlane:
                 await self.start_gate.wait()
             status, body = self.start_reply
         else:
+            self.polled.set()
             index = min(self._gets, len(self.status_replies) - 1)
             self._gets += 1
             status, body = self.status_replies[index]

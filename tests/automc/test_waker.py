@@ -267,8 +267,7 @@ async def test_a_running_server_costs_one_round_trip(control_plane: FakeControlP
     async with client(control_plane.url, poll_interval=60) as plane:
         wake = asyncio.create_task(plane.wake("lobby"))
         await asyncio.wait_for(control_plane.started.wait(), 5)
-        while control_plane.gets == 0:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(control_plane.polled.wait(), 5)
         assert not wake.done()
         control_plane.start_gate.set()
         assert await wake == "10.0.0.1:25565"
