@@ -35,8 +35,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mc_router.errors import ConfigError
+from mc_router.protocol.gojson import go_json_bytes as go_json
 from mc_router.routing import Backend, Route, RoutingTable
-from mc_router.sources.routes_file import go_json
 
 log = logging.getLogger(__name__)
 

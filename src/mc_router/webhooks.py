@@ -42,8 +42,8 @@ from mc_router.events import (
     Event,
     PlayerInfo,
 )
+from mc_router.protocol.gojson import go_json_bytes as go_json
 from mc_router.routing import Route
-from mc_router.sources.routes_file import go_json
 
 log = logging.getLogger(__name__)
 

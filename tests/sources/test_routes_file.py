@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from mc_router.errors import ConfigError
+from mc_router.protocol.gojson import go_json_bytes as go_json
 from mc_router.routing import Route, RoutingTable
-from mc_router.sources.routes_file import RoutesFile, go_json, parse_routes_config
+from mc_router.sources.routes_file import RoutesFile, parse_routes_config
 
 EXAMPLE = """{
   "default-server": "lobby:25565",

@@ -10,11 +10,11 @@ Status Response) for probing backends. Invariants: defaults are byte-exact with 
 from __future__ import annotations
 
 import json
-import re
 import struct
 from typing import Final
 
 from mc_router.errors import LocalProtocolError, RemoteProtocolError
+from mc_router.protocol.gojson import go_json, replace_surrogates
 from mc_router.protocol.types import (
     Incomplete,
     decode_string,
@@ -44,33 +44,11 @@ _LOGIN_DISCONNECT_ID: Final = 0x00
 _HANDSHAKE_ID: Final = 0x00
 _PING_PAYLOAD_SIZE: Final = 8  # a Java long (§2.7)
 
-# Go's encoding/json escapes these for HTML safety; mirrored for byte-exact output (§2.7).
-_GO_ESCAPES: Final = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-_GO_ESCAPE_RE: Final = re.compile("[<>&\u2028\u2029]")
-_SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
 
 _LEGACY_KICK_ID: Final = b"\xff"
 _LEGACY_PING_PREFIX: Final = b"\xfe\x01\xfa"
 _LEGACY_CHANNEL: Final = "MC|PingHost"
 _U32: Final = struct.Struct(">I")
-
-
-def _replace_surrogates(text: str) -> str:
-    """Lone surrogates (e.g. from surrogateescape'd env vars) become U+FFFD, as Go does."""
-    return _SURROGATE_RE.sub("\ufffd", text)
-
-
-def _go_json(value: object) -> str:
-    """Compact JSON escaped the way Go's encoding/json escapes it (§2.7)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    # `<>&` and U+2028/9 can only occur inside JSON strings, so replacing them is safe.
-    return _replace_surrogates(_GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group()], text))
 
 
 def status_json(
@@ -95,7 +73,7 @@ def status_json(
     }
     if favicon is not None:
         doc["favicon"] = favicon
-    return _go_json(doc)
+    return go_json(doc)
 
 
 def status_response(json_text: str) -> bytes:
@@ -133,7 +111,7 @@ def login_disconnect(reason: str) -> bytes:
 
 def _utf16_units(text: str) -> tuple[int, bytes]:
     """(UTF-16 code unit count, UTF-16BE bytes), lone surrogates replaced by U+FFFD."""
-    raw = _replace_surrogates(text).encode("utf-16-be")
+    raw = replace_surrogates(text).encode("utf-16-be")
     units = len(raw) // 2
     if units > 0xFFFF:
         raise LocalProtocolError(f"string of {units} UTF-16 code units is too long")

@@ -613,13 +613,18 @@ class Session:
         if hello.legacy:
             conn.send(server.memory.legacy_response(key, motd))
             return
+        await self._answer_status(server.memory.status_json(key, motd, hello.protocol_version))
+
+    async def _answer_status(self, json_text: str) -> None:
+        """Spec §5.3: read the request (3 s), answer, then pong a ping (2 s) if one comes."""
+        hello, conn = self.hello, self.conn
         # Q2 fixed: skip exactly the bytes the handshake frame took.
         conn.start_frames(hello.received[hello.handshake_size :])
         pending: bytes | None = None
         frame = await conn.read_frame(STATUS_REQUEST_TIMEOUT)
         if frame is not None and frame.packet_id == 0x01:
             pending = frame.payload[:8]
-        conn.send(status_response(server.memory.status_json(key, motd, hello.protocol_version)))
+        conn.send(status_response(json_text))
         if pending is None:
             frame = await conn.read_frame(STATUS_PING_TIMEOUT)
             if frame is not None and frame.packet_id == 0x01:
@@ -629,7 +634,7 @@ class Session:
 
     async def _serve_cached_status(self, route: Route, backend: str) -> bool:
         """Answer a ping from the status cache (issue #5 §7); False to route it normally."""
-        server, hello, conn = self.server, self.hello, self.conn
+        server, hello = self.server, self.hello
         assert server.cache is not None
 
         async def fetch() -> StatusInfo:
@@ -647,18 +652,7 @@ class Session:
         except (ProbeError, OSError) as exc:
             log.debug("Status cache could not fetch: %s", exc, extra={"fields": self._fields()})
             return False
-        conn.start_frames(hello.received[hello.handshake_size :])
-        pending: bytes | None = None
-        frame = await conn.read_frame(STATUS_REQUEST_TIMEOUT)
-        if frame is not None and frame.packet_id == 0x01:
-            pending = frame.payload[:8]
-        conn.send(status_response(info.text))
-        if pending is None:
-            frame = await conn.read_frame(STATUS_PING_TIMEOUT)
-            if frame is not None and frame.packet_id == 0x01:
-                pending = frame.payload[:8]
-        if pending is not None and len(pending) == 8:
-            conn.send(pong(pending))
+        await self._answer_status(info.text)
         return True
 
     def kick(self, reason: str) -> None:

@@ -35,6 +35,7 @@ from yarl import URL
 
 from mc_router.errors import MCRouterError, WakeError
 from mc_router.logs import get_logger
+from mc_router.protocol.gojson import go_json_bytes
 from mc_router.scaling.probe import (
     ATTEMPT_TIMEOUT,
     DEFAULT_PROTOCOL,
@@ -63,15 +64,6 @@ MAX_RESPONSE_BODY: Final = 4096
 
 # RFC 7230 token characters: Go canonicalizes a header name only when it is made of these.
 _TOKEN_RE: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_GO_ESCAPES: Final = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-_GO_ESCAPE_RE: Final = re.compile("[<>&\u2028\u2029]")
-_SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
 
 OnReady = Callable[[str, StatusInfo], None]
 
@@ -93,15 +85,7 @@ def canonical_header_key(name: str) -> str:
 
 def scale_request_body(action: str, server_address: str, backend: str) -> bytes:
     """The request body, byte-exact with Go's `json.Marshal` of upstream's struct."""
-    text = json.dumps(
-        {"action": action, "serverAddress": server_address, "backend": backend},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    # `<>&` and U+2028/9 only occur inside JSON strings, so escaping them here is safe.
-    text = _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group()], text)
-    # Lone surrogates (from surrogateescape'd argv) become U+FFFD, as Go's encoder does.
-    return _SURROGATE_RE.sub("\ufffd", text).encode("utf-8")
+    return go_json_bytes({"action": action, "serverAddress": server_address, "backend": backend})
 
 
 class _Pairs(list[tuple[str, object]]):

@@ -31,7 +31,6 @@ import errno
 import json
 import logging
 import os
-import re
 import secrets
 import stat
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from typing import Any, NamedTuple
 from watchfiles import Change, awatch
 
 from mc_router.errors import ConfigError
+from mc_router.protocol.gojson import go_json_bytes
 from mc_router.routing import Route, RoutingTable
 
 log = logging.getLogger(__name__)
@@ -57,32 +57,9 @@ NEW_FILE_MODE = 0o664
 #: `source` tag of routes registered from the file.
 SOURCE = "file"
 
+
 # Go's json.Marshal escapes these inside strings (HTML safety); the bytes we write and serve
 # should match upstream's byte for byte.
-_GO_ESCAPES = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-_GO_ESCAPE_TABLE = str.maketrans(_GO_ESCAPES)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def go_json(value: object, *, sort_keys: bool = False) -> bytes:
-    """Compact JSON as Go's `json.Marshal` writes it: UTF-8, HTML-escaped, no newline."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
-    # The escaped characters never occur outside string literals in JSON, so a plain
-    # translation of the whole text is exact.
-    text = text.translate(_GO_ESCAPE_TABLE)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates (undecodable handshake bytes): Go writes U+FFFD for invalid UTF-8.
-        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
-
-
 class RoutesConfig(NamedTuple):
     """A parsed routes file: mappings (keys as written) and the default backend ("" = none)."""
 
@@ -391,7 +368,7 @@ class RoutesFile:
             "default-server": default.backend if default is not None else "",
             "mappings": {key: route.backend for key, route in table.mappings().items()},
         }
-        return go_json(document, sort_keys=True)
+        return go_json_bytes(document, sort_keys=True)
 
     async def save(self, table: RoutingTable) -> bool:
         """Persist the table (after an API change). Never raises; returns success.
@@ -449,9 +426,7 @@ def _write_atomic(target: str, data: bytes) -> None:
         existing: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
         existing = None
-    temp = os.path.join(
-        directory, f".{os.path.basename(target)}.{secrets.token_hex(6)}.tmp"
-    )
+    temp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never follow or clobber anything already at the temporary name. The umask
     # applies to NEW_FILE_MODE, as it does for upstream's os.WriteFile.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, NEW_FILE_MODE)
@@ -497,4 +472,3 @@ def _fsync_directory(directory: str) -> None:
         pass
     finally:
         os.close(fd)
-
