@@ -142,6 +142,8 @@ class TestWaitUntilReady:
             server_address="mc.example.com",
             deadline_seconds=60,
             attempt_timeout=0.2,
+            interval=0.25,
+            max_interval=1.0,
             clock=fake.clock,
             sleep=fake.sleep,
         )
@@ -162,6 +164,8 @@ class TestWaitUntilReady:
                 server.address,
                 server_address="a",
                 deadline_seconds=3,
+                interval=0.25,
+                max_interval=1.0,
                 clock=fake.clock,
                 sleep=fake.sleep,
             )
