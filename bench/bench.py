@@ -26,7 +26,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -351,7 +350,9 @@ async def conn_rate(addr: tuple[str, int], concurrency: int, timing: Timing) -> 
         while not window.stop:
             fut = loop.create_future()
             try:
-                transport, _ = await loop.create_connection(lambda: StatusClient(fut), *addr)
+                transport, _ = await loop.create_connection(
+                    lambda fut=fut: StatusClient(fut), *addr
+                )
                 try:
                     async with asyncio.timeout(5):
                         await fut
@@ -390,7 +391,8 @@ async def bulk(
             sample = lambda: client.received  # noqa: E731
 
         async def idle(window: Window) -> None:
-            while not window.stop and not client.lost:
+            # A bounded poll of plain flags set by protocol callbacks.
+            while not window.stop and not client.lost:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
         nbytes, seconds, _ = await measure_window(timing, [idle], sample)
@@ -469,9 +471,7 @@ async def open_idle(addr: tuple[str, int], n: int) -> list[tuple[asyncio.Transpo
     return conns
 
 
-async def idle_rss(
-    addr: tuple[str, int], pid: int, n: int, stats: BackendStats
-) -> dict[str, Any]:
+async def idle_rss(addr: tuple[str, int], pid: int, n: int, stats: BackendStats) -> dict[str, Any]:
     # Warm up first so one-time allocations (imports, caches, free lists) are not counted.
     warm = await open_idle(addr, 50)
     for transport, _ in warm:
@@ -496,7 +496,8 @@ async def idle_rss(
 
 async def wait_backend_idle(stats: BackendStats, limit: float = 10.0) -> None:
     deadline = time.monotonic() + limit
-    while stats.active and time.monotonic() < deadline:
+    # A bounded poll of a counter kept by protocol callbacks.
+    while stats.active and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
 
 
@@ -580,11 +581,27 @@ def all_targets() -> dict[str, Target]:
         Target("direct", "client -> backend, no relay", None),
         Target("router", "python -m mc_router (uvloop, default info logging)", router_command()),
         Target("haproxy", "Debian haproxy, mode tcp, nbthread 1", haproxy_command),
-        Target("streams-asyncio", "minimal asyncio-streams relay", relay_command("streams", "asyncio")),
-        Target("streams-uvloop", "minimal asyncio-streams relay on uvloop", relay_command("streams", "uvloop")),
-        Target("protocol-asyncio", "minimal asyncio.Protocol relay", relay_command("protocol", "asyncio")),
-        Target("protocol-uvloop", "minimal asyncio.Protocol relay on uvloop", relay_command("protocol", "uvloop")),
-        Target("splice-uvloop", "minimal os.splice relay on uvloop", relay_command("splice", "uvloop")),
+        Target(
+            "streams-asyncio", "minimal asyncio-streams relay", relay_command("streams", "asyncio")
+        ),
+        Target(
+            "streams-uvloop",
+            "minimal asyncio-streams relay on uvloop",
+            relay_command("streams", "uvloop"),
+        ),
+        Target(
+            "protocol-asyncio",
+            "minimal asyncio.Protocol relay",
+            relay_command("protocol", "asyncio"),
+        ),
+        Target(
+            "protocol-uvloop",
+            "minimal asyncio.Protocol relay on uvloop",
+            relay_command("protocol", "uvloop"),
+        ),
+        Target(
+            "splice-uvloop", "minimal os.splice relay on uvloop", relay_command("splice", "uvloop")
+        ),
     ]
     return {t.name: t for t in targets}
 
@@ -611,7 +628,8 @@ async def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) ->
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"target exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            output = log.read_text()[-2000:]  # noqa: ASYNC240 - small file, error path
+            raise RuntimeError(f"target exited with {proc.returncode}: {output}")
         try:
             _, writer = await asyncio.open_connection(HOST, port)
         except OSError:
@@ -619,7 +637,8 @@ async def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) ->
             continue
         writer.close()
         return
-    raise RuntimeError(f"target did not listen on {port}: {log.read_text()[-2000:]}")
+    output = log.read_text()[-2000:]  # noqa: ASYNC240 - small file, error path
+    raise RuntimeError(f"target did not listen on {port}: {output}")
 
 
 @contextlib.contextmanager
@@ -631,6 +650,7 @@ def pinned(pid: int, cpu: int | None) -> Iterator[None]:
 
 async def run_target(
     target: Target,
+    *,
     timing: Timing,
     metrics: list[str],
     tmp: Path,
@@ -654,7 +674,7 @@ async def run_target(
                 prof = profile_dir / f"{target.name}.prof"
                 argv = [PYTHON, "-m", "cProfile", "-o", str(prof), *argv[1:]]
             with log.open("wb") as out:
-                proc = subprocess.Popen(
+                proc = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
@@ -750,6 +770,10 @@ COLUMNS = ["conn1", "conn64", "bulk_up", "bulk_down", "rtt", "rtt_p50", "rtt_p99
 COST_COLUMNS = ["cpu_conn", "cpu_rtt", "cpu_gb"]
 
 
+# Other processes using this much CPU during a window make its figures suspect.
+NOISY_CORES = 0.1
+
+
 def fmt_metric(metric: str, value: dict[str, Any]) -> str:
     if value.get("value") is None:
         return f"FAILED {value.get('error')}"
@@ -758,12 +782,14 @@ def fmt_metric(metric: str, value: dict[str, Any]) -> str:
         text += f" (p50 {value['p50_us']:.0f} us, p99 {value['p99_us']:.0f} us)"
     if metric == "idle":
         text += f" KiB/conn ({value['rss_before_kib']} -> {value['rss_after_kib']} KiB)"
+    util = value.get("target_cpu_util")
     if "target_cpu_us_per_op" in value:
-        text += f" [target {value['target_cpu_us_per_op']:.1f} CPU-us/op, util {value['target_cpu_util']:.2f}]"
+        text += f" [target {value['target_cpu_us_per_op']:.1f} CPU-us/op, util {util:.2f}]"
     if "target_cpu_s_per_gb" in value:
-        text += f" [target {value['target_cpu_s_per_gb']:.3f} CPU-s/GB, util {value['target_cpu_util']:.2f}]"
-    if value.get("other_load_cores", 0) >= 0.1 or value.get("steal_cores", 0) >= 0.1:
-        text += f" [noisy: other processes {value['other_load_cores']:.2f} cores, steal {value['steal_cores']:.2f}]"
+        text += f" [target {value['target_cpu_s_per_gb']:.3f} CPU-s/GB, util {util:.2f}]"
+    other, steal = value.get("other_load_cores", 0), value.get("steal_cores", 0)
+    if other >= NOISY_CORES or steal >= NOISY_CORES:
+        text += f" [noisy: other processes {other:.2f} cores, steal {steal:.2f}]"
     if value.get("errors"):
         text += f" [{value['errors']} errors: {value.get('last_error')}]"
     return text
@@ -782,25 +808,34 @@ def column(result: dict[str, Any], col: str) -> float | None:
     return (result.get(col) or {}).get("value")
 
 
-def table(
-    results: dict[str, dict[str, Any]], ref: str | None, columns: list[str] = COLUMNS
-) -> str:
+def table(results: dict[str, dict[str, Any]], ref: str | None, columns: list[str] = COLUMNS) -> str:
     names = [n for n in results if ref is None or n != "direct" or columns is COLUMNS]
     widths = [max(18, *(len(n) for n in names))] + [12] * len(columns)
     lines = [
-        "".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in
-                enumerate(zip(["target", *(HEADERS[c] for c in columns)], widths, strict=True)))
+        "".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(
+                zip(["target", *(HEADERS[c] for c in columns)], widths, strict=True)
+            )
+        )
     ]
     for name in names:
         cells = [name]
         for col in columns:
             value = column(results[name], col)
             if ref is None:
-                cells.append("-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.2f}")
+                cells.append(
+                    "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+                )
             else:
                 base = column(results.get(ref, {}), col)
                 cells.append("-" if value is None or not base else f"{value / base:.2f}x")
-        lines.append("".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
+        lines.append(
+            "".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+        )
     return "\n".join(lines)
 
 
@@ -846,10 +881,17 @@ async def amain(args: argparse.Namespace, targets: list[Target], timing: Timing)
     with tempfile.TemporaryDirectory(prefix="mc-router-bench-") as tmpdir:
         for rnd in range(args.rounds):
             for target in targets:
-                print(f"[round {rnd + 1}/{args.rounds}] {target.name}: {target.describe}", flush=True)
+                print(
+                    f"[round {rnd + 1}/{args.rounds}] {target.name}: {target.describe}", flush=True
+                )
                 try:
                     result = await run_target(
-                        target, timing, metrics, Path(tmpdir), target_cpu, args.profile
+                        target,
+                        timing=timing,
+                        metrics=metrics,
+                        tmp=Path(tmpdir),
+                        cpu=target_cpu,
+                        profile_dir=args.profile,
                     )
                 except (OSError, RuntimeError) as exc:
                     print(f"  {target.name}: FAILED: {exc}", flush=True)
@@ -869,7 +911,12 @@ async def amain(args: argparse.Namespace, targets: list[Target], timing: Timing)
                 merged[name][metric] = median
         if len(runs) > 1:  # type: ignore[arg-type]
             merged[name]["rounds"] = runs
-    return {"machine": machine(), "timing": dataclasses.asdict(timing), "pinned": target_cpu is not None, "results": merged}
+    return {
+        "machine": machine(),
+        "timing": dataclasses.asdict(timing),
+        "pinned": target_cpu is not None,
+        "results": merged,
+    }
 
 
 def main() -> int:
@@ -880,7 +927,9 @@ def main() -> int:
     parser.add_argument("--idle", type=int, help="idle connections for the RSS test (5000)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every target; report medians")
     parser.add_argument("--targets", default=",".join(all_targets()), help="comma-separated")
-    parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated: " + ",".join(METRICS))
+    parser.add_argument(
+        "--metrics", default=",".join(METRICS), help="comma-separated: " + ",".join(METRICS)
+    )
     parser.add_argument(
         "--router-variant",
         action="append",
@@ -889,9 +938,13 @@ def main() -> int:
         help="also run the router from another source tree (PYTHONPATH=SRC_DIR), with extra "
         "router flags after @, as router[NAME]",
     )
-    parser.add_argument("--router-args", default="", help="extra router flags, e.g. '-log-level warn'")
     parser.add_argument(
-        "--profile", type=Path, metavar="DIR",
+        "--router-args", default="", help="extra router flags, e.g. '-log-level warn'"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
         help="run Python targets under cProfile, writing DIR/<target>.prof (slows them down)",
     )
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin CPUs")
@@ -906,28 +959,42 @@ def main() -> int:
     available = all_targets()
     extra = tuple(args.router_args.split())
     if extra:
-        available["router"] = dataclasses.replace(available["router"], command=router_command(extra),
-                                                  describe=available["router"].describe + " " + args.router_args)
+        available["router"] = dataclasses.replace(
+            available["router"],
+            command=router_command(extra),
+            describe=available["router"].describe + " " + args.router_args,
+        )
     targets: list[Target] = []
     for name in args.targets.split(","):
         if name not in available:
             parser.error(f"unknown target {name!r}; choose from {', '.join(available)}")
         if name == "haproxy" and shutil.which("haproxy") is None:
-            print("haproxy not installed (apt-get install -y haproxy): skipping it", file=sys.stderr)
+            print(
+                "haproxy not installed (apt-get install -y haproxy): skipping it", file=sys.stderr
+            )
             continue
         targets.append(available[name])
     for spec in args.router_variant:
         name, _, rest = spec.partition("=")
         src, _, flags = rest.partition("@")
-        targets.append(Target(f"router[{name}]", f"router from {src} {flags}".strip(),
-                              router_command(extra + tuple(flags.split())),
-                              env={"PYTHONPATH": str(Path(src).resolve())}))
+        targets.append(
+            Target(
+                f"router[{name}]",
+                f"router from {src} {flags}".strip(),
+                router_command(extra + tuple(flags.split())),
+                env={"PYTHONPATH": str(Path(src).resolve())},
+            )
+        )
 
     # 5,000 idle connections cost this process 2 fds each (client + backend side).
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < 2 * timing.idle_connections + 1000:
-        print(f"warning: RLIMIT_NOFILE hard limit {hard} is low for {timing.idle_connections} idle connections", file=sys.stderr)
+        print(
+            f"warning: RLIMIT_NOFILE hard limit {hard} is low for "
+            f"{timing.idle_connections} idle connections",
+            file=sys.stderr,
+        )
 
     started = time.monotonic()
     try:
@@ -943,15 +1010,23 @@ def main() -> int:
     results = report["results"]
     print()
     print(f"machine: {report['machine']}")
-    print(f"timing: {report['timing']}, target pinned to its own CPU: {report['pinned']}, elapsed {report['elapsed_s']} s")
-    print("\nabsolute (conn/s, MB/s = 1e6 B/s, round trips/s, microseconds, KiB of target RSS per idle connection)")
+    print(
+        f"timing: {report['timing']}, target pinned to its own CPU: {report['pinned']}, "
+        f"elapsed {report['elapsed_s']} s"
+    )
+    print(
+        "\nabsolute (conn/s, MB/s = 1e6 B/s, round trips/s, microseconds, "
+        "KiB of target RSS per idle connection)"
+    )
     print(table(results, None))
     print("\nratio vs direct")
     print(table(results, "direct"))
     if "haproxy" in results:
         print("\nratio vs haproxy")
         print(table(results, "haproxy"))
-    print("\ntarget CPU cost (CPU-us per connection at c=64, per round trip; CPU-s per GB uploaded)")
+    print(
+        "\ntarget CPU cost (CPU-us per connection at c=64, per round trip; CPU-s per GB uploaded)"
+    )
     print(table({n: r for n, r in results.items() if n != "direct"}, None, COST_COLUMNS))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))

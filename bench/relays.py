@@ -12,7 +12,8 @@ logging, rate limiting or events, so the differences between them are the I/O st
   by ``add_reader``/``add_writer`` callbacks, so payload bytes never enter Python. Pipes are
   taken from a shared pool only while bytes are in flight, so an idle connection holds none.
 
-Run: ``python bench/relays.py --kind protocol --loop uvloop --port 25599 --backend 127.0.0.1:25600``.
+Run: ``python bench/relays.py --kind protocol --loop uvloop --port 25599 \
+--backend 127.0.0.1:25600``.
 """
 
 from __future__ import annotations
@@ -369,7 +370,7 @@ def main() -> None:
     parser.add_argument("--backend", required=True, help="host:port")
     args = parser.parse_args()
     host, _, port = args.backend.rpartition(":")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     if args.loop == "uvloop":

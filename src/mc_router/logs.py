@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import re
 import sys
@@ -106,9 +107,14 @@ def mask_url_password(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=512)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact(key: str, value: object) -> object:
     """The value as it may be shown for this field key."""
-    if _SECRET_KEY.search(key):
+    if _is_secret_key(key):
         if isinstance(value, Mapping):
             return {k: REDACTED for k in value}
         return REDACTED if value not in (None, "") else value
@@ -259,6 +265,11 @@ def _quote(text: str) -> str:
     return f'"{escaped}"'
 
 
+# The formatted second of the last record: strftime per record costs more than a log line's
+# whole formatting budget under connection floods.
+_stamp: list[object] = [None, ""]
+
+
 class LogfmtFormatter(logging.Formatter):
     """`time=... level=... msg="..." key=value ...`, fields in insertion order, redacted."""
 
@@ -267,7 +278,10 @@ class LogfmtFormatter(logging.Formatter):
         if fields is None:
             # A plain stdlib record (e.g. from a library): still show the task's context.
             fields = _context.get()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        second = int(record.created)
+        if second != _stamp[0]:
+            _stamp[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))]
+        stamp = str(_stamp[1])
         parts = [
             f"time={stamp}",
             f"level={_level_name(record.levelno)}",
@@ -285,6 +299,11 @@ class LogfmtFormatter(logging.Formatter):
 
 # The handler `configure` installed, and the (root, mc_router) levels it replaced.
 _installed: tuple[logging.Handler, int, int] | None = None
+# What configure() switches off process-wide, restored by unconfigure().
+_RECORD_DEFAULTS: dict[str, object] = {
+    name: getattr(logging, name)
+    for name in ("logThreads", "logProcesses", "logMultiprocessing", "_srcfile")
+}
 
 
 def configure(level: str | int, stream: TextIO | None = None) -> None:
@@ -300,6 +319,10 @@ def configure(level: str | int, stream: TextIO | None = None) -> None:
     ours = logging.getLogger("mc_router")
     _installed = (handler, root.level, ours.level)
     root.addHandler(handler)
+    # Our formatter prints none of these: skip collecting them for every record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    # No findCaller() stack walk per record (the logging HOWTO's "Optimization" advice).
+    logging._srcfile = None
     # Third-party libraries only speak up at warning or above (or at our level if higher).
     root.setLevel(max(number, logging.WARNING))
     ours.setLevel(number)
@@ -315,3 +338,5 @@ def unconfigure() -> None:
         root.setLevel(root_level)
         logging.getLogger("mc_router").setLevel(our_level)
         _installed = None
+        for name, value in _RECORD_DEFAULTS.items():
+            setattr(logging, name, value)

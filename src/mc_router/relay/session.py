@@ -104,8 +104,10 @@ class Hello:
 def _client(address: object) -> Client:
     if isinstance(address, tuple) and len(address) >= 2:
         host = str(address[0])
-        with contextlib.suppress(ValueError):
-            host = str(parse_ip(host))
+        # The kernel gives canonical dotted quads: only IPv6 text needs parsing/unmapping.
+        if ":" in host:
+            with contextlib.suppress(ValueError):
+                host = str(parse_ip(host))
         return Client(host, int(address[1]))
     return Client(str(address), 0)
 
