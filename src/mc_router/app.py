@@ -167,7 +167,9 @@ class Router:
             rate_limit_available=lambda: self.relay.bucket.available,
             rate_limit_period=settings.metrics_rate_limit_period,
         )
-        self.bus.subscribe(self.metrics)
+        # The discard backend only listens for -record-logins' log line.
+        if self.metrics.backend != "discard" or settings.record_logins:
+            self.bus.subscribe(self.metrics)
         if self.metrics.backend == "prometheus" and not settings.api_binding:
             log.warning(
                 "-metrics-backend prometheus is served on /metrics of -api-binding, "
@@ -250,7 +252,7 @@ class Router:
             # `async with` never calls __aexit__ when __aenter__ fails: stop what started.
             await self._stack.aclose()
             raise
-        self.relay.start()
+        await self.relay.start()
         log.info(
             "Listening for Minecraft client connections",
             extra={"fields": {"listenAddress": _listen_text(self.relay.addresses)}},

@@ -114,6 +114,10 @@ class EventBus:
     def subscribe(self, subscriber: Callable[[Event], None]) -> None:
         self._subscribers.append(subscriber)
 
+    def __bool__(self) -> bool:
+        """Whether anyone listens: publishers on the hot path skip building unheard events."""
+        return bool(self._subscribers)
+
     def publish(self, event: Event) -> None:
         for subscriber in self._subscribers:
             try:

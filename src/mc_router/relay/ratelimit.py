@@ -32,6 +32,10 @@ class TokenBucket:
         self._tokens -= 1.0
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
+    def give_back(self) -> None:
+        """Return a token taken for a client that was refused after all."""
+        self._tokens += 1.0
+
     @property
     def available(self) -> float:
         """Tokens available now (negative while callers are queued), for the metrics gauge."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 
 from mc_router.errors import WakeError
@@ -29,8 +30,11 @@ from mc_router.scaling.status_memory import StatusCache, StatusMemory
 
 log = logging.getLogger(__name__)
 
-# After an accept error such as EMFILE, pause briefly instead of spinning on the failure.
-ACCEPT_ERROR_BACKOFF = 0.1
+# A server's status (version, favicon, max players) changes rarely: remembering it from one
+# relayed ping per route every 30 s is plenty, and spares parsing every answer's JSON.
+SNIFF_INTERVAL = 30.0
+# Bound on routes tracked for sniffing; handshake addresses come from clients.
+MAX_SNIFFED_ROUTES = 4096
 # Pending connections the kernel may queue while the rate limiter holds accepts back.
 LISTEN_BACKLOG = 1024
 
@@ -68,8 +72,10 @@ class RelayServer:
         self.sessions: set[asyncio.Task[None]] = set()
         self.pipes: set[Pipe] = set()
         self._sockets: list[socket.socket] = []
-        self._accept_tasks: list[asyncio.Task[None]] = []
+        self._servers: list[asyncio.Server] = []
+        self.held = 0  # accepted clients waiting for a rate-limit token
         self.memory = StatusMemory()
+        self._sniffed: dict[str, float] = {}
         self.cache = StatusCache(config.status_cache_ttl) if config.status_cache_ttl > 0 else None
         self.wakes = WakeCoordinator(ready=self._ready)
         self.wakes.on_start.append(self._wake_started)
@@ -105,31 +111,32 @@ class RelayServer:
     def addresses(self) -> list[tuple[str, int]]:
         return [sock.getsockname()[:2] for sock in self._sockets]
 
-    def start(self) -> None:
-        """Start one accept loop per listening socket."""
-        for sock in self._sockets:
-            self._accept_tasks.append(asyncio.create_task(self._accept_loop(sock)))
-
-    async def _accept_loop(self, sock: socket.socket) -> None:
+    async def start(self) -> None:
+        """Serve every listening socket; the event loop accepts (uvloop does it in C)."""
         loop = asyncio.get_running_loop()
-        while not self._closing:
-            wait = self.bucket.take()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except OSError as exc:
-                if self._closing:
-                    return
-                log.warning("Failed to accept connection: %s", exc)
-                await asyncio.sleep(ACCEPT_ERROR_BACKOFF)
-                continue
+        for sock in self._sockets:
+            self._servers.append(
+                await loop.create_server(
+                    lambda: ClientConnection(self), sock=sock, backlog=LISTEN_BACKLOG
+                )
+            )
+
+    def admit(self) -> float:
+        """Rate-limit one accepted client (spec §4.1): seconds it must wait before it is read.
+
+        Upstream leaves excess clients in the kernel backlog; we accept them and hold them
+        unread until their token exists, which a client cannot tell apart. The kernel backlog's
+        bound stays: past `LISTEN_BACKLOG` held clients, a new one is closed at once.
+        """
+        if self.bus:
             self.bus.publish(FrontendAccepted())
-            try:
-                await loop.connect_accepted_socket(lambda: ClientConnection(self), conn)
-            except OSError as exc:
-                log.debug("Accepted connection failed at once: %s", exc)
-                conn.close()
+        wait = self.bucket.take()
+        if wait > 0:
+            if self.held >= LISTEN_BACKLOG:
+                self.bucket.give_back()
+                return -1.0
+            self.held += 1
+        return wait
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -161,6 +168,17 @@ class RelayServer:
 
     def error(self, error_type: str) -> None:
         self.bus.publish(ErrorObserved(error_type))
+
+    def should_sniff(self, key: str) -> bool:
+        """Whether to read this relayed status answer into the memory: at most once per
+        SNIFF_INTERVAL per route, so a ping flood does not parse every answer's JSON."""
+        now = time.monotonic()
+        if now - self._sniffed.get(key, -SNIFF_INTERVAL) < SNIFF_INTERVAL:
+            return False
+        if len(self._sniffed) >= MAX_SNIFFED_ROUTES:
+            self._sniffed.clear()
+        self._sniffed[key] = now
+        return True
 
     def allows_wake(self, server_address: str, player: PlayerInfo | None) -> bool:
         """Spec §6.6 (Q22 fixed: a login without player info matches no entry)."""
@@ -206,17 +224,14 @@ class RelayServer:
 
     def stop_accepting(self) -> None:
         self._closing = True
-        for task in self._accept_tasks:
-            task.cancel()
-        for sock in self._sockets:
-            sock.close()
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
         self._sockets.clear()
 
     async def drain(self, timeout: float) -> None:
         """Wait for active connections to finish for up to `timeout`, then cut the rest."""
         self.stop_accepting()
-        await asyncio.gather(*self._accept_tasks, return_exceptions=True)
-        self._accept_tasks.clear()
         if self.pipes or self.sessions:
             log.info(
                 "Router server stopping. Waiting for connections to complete...",

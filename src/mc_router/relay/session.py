@@ -49,7 +49,7 @@ from mc_router.protocol import (
 )
 from mc_router.relay.clientfilter import contains, parse_ip
 from mc_router.relay.pipe import Pipe, PipeEnd
-from mc_router.routing import Backend, Route
+from mc_router.routing import Route, parse_backend
 from mc_router.scaling.probe import ProbeError, fetch_status
 from mc_router.scaling.status_memory import StatusInfo, StatusMemory, StatusSniffer
 
@@ -74,7 +74,7 @@ MAX_SNIFFED_STATUS = 256 * 1024
 # PROXY v1 is at most 107 bytes and v2 carries 16 + at most a few KiB of TLVs.
 MAX_PROXY_BUFFER = 16 * 1024
 
-_HELLO, _ROUTING, _FRAMES, _RELAY, _CLOSED = range(5)
+_HELD, _HELLO, _ROUTING, _FRAMES, _RELAY, _CLOSED = range(6)
 
 
 @dataclass(slots=True)
@@ -178,6 +178,35 @@ class ClientConnection(PipeEnd):
             _client(transport.get_extra_info("peername")),
             _client(transport.get_extra_info("sockname")),
         )
+        wait = self.server.admit()
+        if wait < 0:
+            log.debug("Too many clients waiting for the rate limit; closing one")
+            self.close(abort=True)
+        elif wait > 0:
+            # Held unread until its rate-limit token exists (spec §4.1).
+            self.phase = _HELD
+            self.transport.pause_reading()
+            self._deadline = asyncio.get_running_loop().call_later(wait, self._admitted)
+        else:
+            self._start_hello()
+
+    def _admitted(self) -> None:
+        self._deadline = None
+        self._release_hold()
+        assert self.transport is not None
+        self.transport.resume_reading()
+        self._start_hello()
+        if self.pending and self.phase == _HELLO:
+            pending, self.pending = bytes(self.pending), None
+            self._hello_data(pending)
+
+    def _release_hold(self) -> None:
+        if self.phase == _HELD:
+            self.server.held -= 1
+            self.phase = _HELLO
+
+    def _start_hello(self) -> None:
+        assert self.hello is not None
         if self.server.config.receive_proxy_protocol:
             self._proxy_buffer = b""
         elif not self.server.config.client_filter.allows(self.hello.client.host):
@@ -196,6 +225,9 @@ class ClientConnection(PipeEnd):
             assert self._frames is not None
             self._frames.feed(data)
             self._wake_frame_waiter()
+        elif self.phase == _HELD:
+            # Reading is paused while held; keep anything that was already read.
+            self.pending = bytearray(data) if self.pending is None else self.pending + data
         # _ROUTING: reading is paused; a stray chunk is impossible. _CLOSED: discard.
 
     def _hello_data(self, data: bytes) -> None:
@@ -334,6 +366,7 @@ class ClientConnection(PipeEnd):
 
     def close(self, *, abort: bool = False) -> None:
         self._cancel_deadline()
+        self._release_hold()
         self.phase = _CLOSED
         if self.transport is not None and not self.lost:
             if abort:
@@ -342,6 +375,7 @@ class ClientConnection(PipeEnd):
                 self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release_hold()
         self._cancel_deadline()
         if self.phase != _RELAY:
             self.phase = _CLOSED
@@ -503,13 +537,21 @@ class Session:
     async def _connect(self, normalized: str, backend: str) -> bool:
         """Dial, replay and hand the connection to a Pipe; True once the pipe owns it."""
         server, hello, conn = self.server, self.hello, self.conn
-        log.info("Connecting to backend", extra={"fields": self._fields()})
+        # One info line per connection, at its end (with byte counts); this one is debug.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Connecting to backend", extra={"fields": self._fields()})
         try:
-            target = Backend.parse(backend)
+            target = parse_backend(backend)
             loop = asyncio.get_running_loop()
             factory: Callable[[], BackendConnection] = BackendConnection
-            if hello.is_status and not hello.legacy and self.route is not None:
-                factory = _sniffing_backend(server.memory, self.route.server_address)
+            route = self.route
+            if (
+                hello.is_status
+                and not hello.legacy
+                and route is not None
+                and server.should_sniff(route.server_address)
+            ):
+                factory = _sniffing_backend(server.memory, route.server_address)
             async with asyncio.timeout(server.config.dial_timeout):
                 transport, backend_conn = await loop.create_connection(
                     factory, target.host, target.port
@@ -535,17 +577,18 @@ class Session:
             transport.close()
             return False
         scaling_key = self.route.scaling_key if self.route is not None else ""
-        server.bus.publish(
-            BackendConnected(
-                hello.client,
-                hello.server_address,
-                normalized,
-                hello.player,
-                backend,
-                hello.is_login,
-                scaling_key,
+        if server.bus:
+            server.bus.publish(
+                BackendConnected(
+                    hello.client,
+                    hello.server_address,
+                    normalized,
+                    hello.player,
+                    backend,
+                    hello.is_login,
+                    scaling_key,
+                )
             )
-        )
         pipe = Pipe(conn, backend_conn, self._pipe_closed)
         conn.phase = _RELAY
         server.add_pipe(pipe)
@@ -589,8 +632,13 @@ class Session:
 
     def _closed(self, *, connected: bool, to_backend: int = 0, to_client: int = 0) -> None:
         hello = self.hello
-        if connected:
-            log.info("Closed connection to backend", extra={"fields": self._fields()})
+        if connected and log.isEnabledFor(logging.INFO):
+            log.info(
+                "Closed connection to backend",
+                extra={"fields": self._fields(bytesToBackend=to_backend, bytesToClient=to_client)},
+            )
+        if not self.server.bus:
+            return
         self.server.bus.publish(
             ConnectionClosed(
                 hello.client,

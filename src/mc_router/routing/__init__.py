@@ -5,7 +5,7 @@ data, so the whole package is testable without a loop. Writers of routes (flags,
 file, the REST API, automc) and readers (sessions, webhooks, metrics) meet only here.
 """
 
-from mc_router.routing.address import Backend, normalize_server_address
+from mc_router.routing.address import Backend, normalize_server_address, parse_backend
 from mc_router.routing.table import (
     Lookup,
     Route,
@@ -26,4 +26,5 @@ __all__ = [
     "SyncResult",
     "Waker",
     "normalize_server_address",
+    "parse_backend",
 ]

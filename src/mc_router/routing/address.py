@@ -6,6 +6,7 @@ same handshake reaches the same route as with itzg/mc-router, quirks Q7/Q8 inclu
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -76,3 +77,9 @@ class Backend:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_backend(text: str) -> Backend:
+    """`Backend.parse`, cached: sessions parse the same few backends on every connection."""
+    return Backend.parse(text)
