@@ -82,7 +82,9 @@ class Hello:
     """What the client said before routing: its addresses, handshake and player."""
 
     client: Client
-    local: Client
+    # The address the client connected to: filled from a trusted PROXY header, else looked up
+    # only when a PROXY header is sent on (one getsockname() fewer per connection).
+    local: Client | None
     server_address: str = ""
     protocol_version: int = 0
     next_state: int = 0
@@ -99,6 +101,14 @@ class Hello:
     @property
     def is_login(self) -> bool:
         return self.next_state > NextState.STATUS
+
+
+def _address(client: Client) -> tuple[str, int]:
+    return client.host, client.port
+
+
+def transport_sockname(conn: PipeEnd) -> object:
+    return conn.transport.get_extra_info("sockname") if conn.transport is not None else None
 
 
 def _client(address: object) -> Client:
@@ -174,10 +184,7 @@ class ClientConnection(PipeEnd):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
-        self.hello = Hello(
-            _client(transport.get_extra_info("peername")),
-            _client(transport.get_extra_info("sockname")),
-        )
+        self.hello = Hello(_client(transport.get_extra_info("peername")), None)
         wait = self.server.admit()
         if wait < 0:
             log.debug("Too many clients waiting for the rate limit; closing one")
@@ -596,8 +603,8 @@ class Session:
             try:
                 transport.write(
                     build_proxy_v2(
-                        (hello.client.host, hello.client.port),
-                        (hello.local.host, hello.local.port),
+                        _address(hello.client),
+                        _address(hello.local or _client(transport_sockname(conn))),
                     )
                 )
             except ProtocolError as exc:
