@@ -231,6 +231,7 @@ def log(logger: logging.Logger, level: str | int, msg: str, /, **fields: object)
 # Formatting
 # --------------------------------------------------------------------------------------------
 
+_NOT_PLAIN_ASCII: Final = re.compile(r"[^\x20-\x7e]")
 _NEEDS_QUOTES: Final = re.compile(r'[\s"=\\]|[^\x20-\x7e\u00a0-\U0010ffff]')
 
 
@@ -259,9 +260,11 @@ def _quote(text: str) -> str:
         .replace("\r", "\\r")
         .replace("\t", "\\t")
     )
-    escaped = "".join(
-        ch if ch.isprintable() or ch == " " else f"\\u{ord(ch):04x}" for ch in escaped
-    )
+    if _NOT_PLAIN_ASCII.search(escaped):
+        # Rare: per-character work only for text that is not plain printable ASCII.
+        escaped = "".join(
+            ch if ch.isprintable() or ch == " " else f"\\u{ord(ch):04x}" for ch in escaped
+        )
     return f'"{escaped}"'
 
 
