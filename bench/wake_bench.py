@@ -29,9 +29,9 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mc_router.app import Router
-from mc_router.protocol import Frame, FrameReader, Handshake, HandshakeReader, pong, status_response
+from mc_router.protocol import Handshake, HandshakeReader
 from mc_router.settings import Settings
-from tests.fakes import FAKE_STATUS, login_hello
+from tests.fakes import FAKE_STATUS, answer_status, login_hello
 
 
 @dataclasses.dataclass
@@ -88,22 +88,7 @@ class SlowBackend:
             writer.close()
             return
         await self.ready.wait()  # a loading server accepts, then says nothing until ready
-        frames = FrameReader()
-        frames.feed(hello.trailing_data)
-        while True:
-            frame = frames.next_event()
-            if not isinstance(frame, Frame):
-                data = await reader.read(4096)
-                if not data:
-                    break
-                frames.feed(data)
-                continue
-            if frame.packet_id == 0:
-                writer.write(status_response(FAKE_STATUS))
-            else:
-                writer.write(pong(frame.payload[:8]))
-                break
-        writer.close()
+        await answer_status(reader, writer, hello.trailing_data, FAKE_STATUS)
 
     async def aclose(self) -> None:
         if self.server is not None:

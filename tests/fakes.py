@@ -36,6 +36,28 @@ class BackendConn:
     received: bytearray = field(default_factory=bytearray)
 
 
+async def answer_status(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, initial: bytes, status: str
+) -> None:
+    """Play a server's side of a status exchange after the handshake, then close."""
+    frames = FrameReader()
+    frames.feed(initial)
+    while True:
+        frame = frames.next_event()
+        if not isinstance(frame, Frame):
+            data = await reader.read(4096)
+            if not data:
+                break
+            frames.feed(data)
+            continue
+        if frame.packet_id == 0:
+            writer.write(status_response(status))
+        else:
+            writer.write(pong(frame.payload[:8]))
+            break
+    writer.close()
+
+
 class FakeBackend:
     """A TCP server that records what each connection sends; by default it echoes nothing.
 
@@ -105,22 +127,7 @@ class FakeBackend:
             event = hello.next_event()
         if event.next_state == 1:
             self.status_pings += 1
-            frames = FrameReader()
-            frames.feed(hello.trailing_data)
-            while True:
-                frame = frames.next_event()
-                if not isinstance(frame, Frame):
-                    data = await reader.read(4096)
-                    if not data:
-                        break
-                    frames.feed(data)
-                    continue
-                if frame.packet_id == 0:
-                    writer.write(status_response(self.status))
-                else:
-                    writer.write(pong(frame.payload[:8]))
-                    break
-            writer.close()
+            await answer_status(reader, writer, hello.trailing_data, self.status)
             return None
         replay = asyncio.StreamReader()
         replay.feed_data(bytes(consumed))

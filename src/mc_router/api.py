@@ -223,13 +223,7 @@ class _Handlers:
             except ValueError as exc:
                 return _json(400, {"error": f"invalid backend: {exc}"})
         route = self.route_factory("", backend)
-        self.table.set_default_route(
-            route.backend,
-            source=route.source,
-            waker=route.waker,
-            sleeper=route.sleeper,
-            scaling_key=route.scaling_key,
-        )
+        self.table.put_default(route)
         await self._save()
         return web.Response(status=200)
 
@@ -343,8 +337,13 @@ async def start_api(app: web.Application, binding: str) -> ApiServer:
         )
     log.info(
         "Serving the REST API",
-        extra={"fields": {"apiBinding": binding, "addresses": server.addresses,
-                          "auth": "token" if token_set else "none"}},
+        extra={
+            "fields": {
+                "apiBinding": binding,
+                "addresses": server.addresses,
+                "auth": "token" if token_set else "none",
+            }
+        },
     )
     return server
 

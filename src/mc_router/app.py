@@ -216,13 +216,7 @@ class Router:
         if self.settings.default:
             _warn_if_unusable("default", self.settings.default)
             route = self.route_factory("default")("", self.settings.default)
-            self.table.set_default_route(
-                route.backend,
-                source=route.source,
-                waker=route.waker,
-                sleeper=route.sleeper,
-                scaling_key=route.scaling_key,
-            )
+            self.table.put_default(route)
 
     def route_factory(self, source: str) -> Callable[[str, str], Route]:
         """Builds static routes of one source, with the webhook scaler's functions if any."""

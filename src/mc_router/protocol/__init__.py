@@ -30,6 +30,7 @@ from mc_router.protocol.proxy import (
     parse_proxy_header,
 )
 from mc_router.protocol.status import (
+    decode_status_json,
     decode_status_response,
     encode_handshake,
     encode_legacy_ping,
@@ -83,6 +84,7 @@ __all__ = [
     "build_proxy_v2",
     "decode_frame_header",
     "decode_login_start",
+    "decode_status_json",
     "decode_status_response",
     "decode_string",
     "decode_varint",

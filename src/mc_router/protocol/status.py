@@ -175,6 +175,11 @@ def decode_status_response(payload: bytes) -> dict[str, object]:
         text, _ = decode_string(payload, 0, len(payload))
     except Incomplete:
         raise RemoteProtocolError("status response is truncated") from None
+    return decode_status_json(text)
+
+
+def decode_status_json(text: str) -> dict[str, object]:
+    """Parse Status Response JSON text; RemoteProtocolError unless it is a JSON object."""
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:

@@ -166,7 +166,12 @@ class RoutingTable:
         scaling_key: str = "",
     ) -> Route:
         """Replace the default route (backend may be ""); always notify (spec §3.2)."""
-        route = Route("", backend, source, waker, sleeper, scaling_key)
+        return self.put_default(Route("", backend, source, waker, sleeper, scaling_key))
+
+    def put_default(self, route: Route) -> Route:
+        """Replace the default route with a ready-made Route; always notify."""
+        if route.server_address:
+            route = replace(route, server_address="")
         self._default = route
         for listener in list(self._listeners):
             listener.default_route_set(route)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +31,7 @@ from mc_router.protocol import (
     Frame,
     FrameReader,
     Incomplete,
+    decode_status_json,
     decode_string,
     legacy_kick,
     status_json,
@@ -91,12 +91,7 @@ def _int(value: object) -> int | None:
 
 def parse_status(text: str) -> StatusInfo:
     """Parse Status Response JSON text; `RemoteProtocolError` unless it is a JSON object."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise RemoteProtocolError("status response is not valid JSON") from exc
-    if not isinstance(doc, dict):
-        raise RemoteProtocolError("status response JSON is not an object")
+    doc = decode_status_json(text)
     version = doc.get("version")
     players = doc.get("players")
     version = version if isinstance(version, dict) else {}

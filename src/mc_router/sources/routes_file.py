@@ -260,13 +260,7 @@ class RoutesFile:
         current_default = table.default_route
         if current_default is None or current_default.backend != config.default_server:
             route = self.route_factory("", config.default_server)
-            table.set_default_route(
-                route.backend,
-                source=route.source,
-                waker=route.waker,
-                sleeper=route.sleeper,
-                scaling_key=route.scaling_key,
-            )
+            table.put_default(route)
         log.info(
             "Loaded routes config file",
             extra={
