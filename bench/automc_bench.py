@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import random
 import statistics
 import sys
@@ -21,13 +23,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mc_router.app import Router
 from mc_router.automc import schema
 from mc_router.automc.sync import RouteSync
+from mc_router.automc.waker import ControlPlane
 from mc_router.routing import Route, RoutingTable
+from mc_router.settings import Settings
+from tests.fakes import FakeBackend, login_hello
 from tests.pg import PASSWORD, PASSWORD_USER, PostgresCluster
 
 
@@ -60,6 +68,11 @@ class Arrivals:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ms = [value * 1000 for value in seconds]
+    return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99)}
 
 
 async def fill(conn: psycopg.AsyncConnection[Any], rows: int) -> None:
@@ -182,10 +195,84 @@ def show(title: str, figures: dict[str, float]) -> None:
         print(f"  {key:40} {value:10.1f}" if isinstance(value, float) else f"  {key:40} {value:8}")
 
 
+class _PlaneWaker:
+    """A route's waker backed by one automc ControlPlane (what automc wires per row)."""
+
+    def __init__(self, plane: ControlPlane, name: str) -> None:
+        self.plane = plane
+        self.name = name
+
+    async def wake(self) -> str:
+        return await self.plane.wake(self.name)
+
+
+async def waker_overhead(samples: int) -> None:
+    """Extra latency of the waker for an already running server, against one control-plane
+    round trip, and login -> backend through a router with and without the wake."""
+    async with FakeBackend(answer_status=True) as backend:
+        running = json.dumps({"state": "running", "address": backend.address})
+
+        async def handle(request: web.Request) -> web.Response:
+            if request.method == "POST":
+                return web.Response(status=409)
+            return web.Response(text=running, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        loop = asyncio.get_running_loop()
+
+        async def logins(router: Router, address: str) -> list[float]:
+            times = []
+            for _ in range(samples // 4):
+                start = loop.time()
+                _, writer = await asyncio.open_connection("127.0.0.1", router.port)
+                writer.write(login_hello(address))
+                await backend.next_connection()
+                times.append(loop.time() - start)
+                writer.close()
+            return times
+
+        base = dataclasses.replace(
+            Settings(),
+            listen_host="127.0.0.1",
+            port=0,
+            connection_rate_limit=10**6,
+            drain_timeout=0.1,
+        )
+        try:
+            round_trips, wakes = [], []
+            async with aiohttp.ClientSession() as http, ControlPlane(url, "token") as plane:
+                for _ in range(samples):
+                    start = loop.time()
+                    async with http.get(f"{url}/servers/lobby") as response:
+                        await response.read()
+                    round_trips.append(loop.time() - start)
+                    start = loop.time()
+                    await plane.wake("lobby")
+                    wakes.append(loop.time() - start)
+                plain_settings = dataclasses.replace(base, mapping={"a.example": backend.address})
+                async with Router(plain_settings) as router:
+                    plain = await logins(router, "a.example")
+                async with Router(base) as router:
+                    router.table.put(Route("b.example", "", waker=_PlaneWaker(plane, "lobby")))
+                    woken = await logins(router, "b.example")
+        finally:
+            await runner.cleanup()
+    show("One control-plane round trip (GET):", summary(round_trips))
+    show("automc waker for a running server (POST 409 + GET, overlapped):", summary(wakes))
+    show("Login -> backend, plain route:", summary(plain))
+    show("Login -> backend, automc wake of a running server + readiness ping:", summary(woken))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=300, help="latency samples per run")
     parser.add_argument("--rows", type=int, default=10_000, help="rows for the resync run")
+    parser.add_argument("--wakes", type=int, default=200, help="waker latency samples")
     args = parser.parse_args()
     with PostgresCluster.create() as cluster:
         name = cluster.create_database("bench")
@@ -197,6 +284,7 @@ async def main() -> None:
             show(f"COMMIT -> route usable, {args.changes} single changes, {rows} rows:", figures)
         show(f"Resync of {args.rows} rows:", await resync(dsn, args.rows))
         show("Burst of separate-transaction updates:", await burst(dsn, 1000))
+    await waker_overhead(args.wakes)
 
 
 if __name__ == "__main__":
