@@ -91,8 +91,7 @@ class Hello:
     legacy: bool = False
     player: PlayerInfo | None = None
     handshake_size: int = 0
-    received: bytes = b""
-    trailing: bytes = field(default=b"", repr=False)
+    received: bytes = field(default=b"", repr=False)
 
     @property
     def is_status(self) -> bool:
@@ -173,7 +172,7 @@ class ClientConnection(PipeEnd):
         self.server = server
         self.phase = _HELLO
         self.hello: Hello | None = None
-        self._reader = HandshakeReader()
+        self._reader: HandshakeReader | None = HandshakeReader()
         self._proxy_buffer: bytes | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._frames: FrameReader | None = None
@@ -243,11 +242,13 @@ class ClientConnection(PipeEnd):
             if not data:
                 return
         try:
-            self._reader.feed(data)
+            reader = self._reader
+            assert reader is not None
+            reader.feed(data)
             while True:
-                event = self._reader.next_event()
+                event = reader.next_event()
                 if event is NEED_DATA:
-                    if self._reader.awaiting_legacy:
+                    if reader.awaiting_legacy:
                         self._reschedule_deadline(LEGACY_FORM_TIMEOUT)
                     return
                 if event is PAUSED:
@@ -321,7 +322,8 @@ class ClientConnection(PipeEnd):
             if (
                 hello is not None
                 and hello.next_state == NextState.LOGIN
-                and not (self._reader.trailing_data)
+                and self._reader is not None
+                and not self._reader.trailing_data
             ):
                 self._hello_complete()
                 return True
@@ -337,9 +339,10 @@ class ClientConnection(PipeEnd):
         if not self.eof:
             self.transport.pause_reading()
         hello = self.hello
-        hello.received = self._reader.received
-        hello.handshake_size = self._reader.handshake_size
-        hello.trailing = self._reader.trailing_data
+        reader, self._reader = self._reader, None  # done with it: keep idle relays small
+        assert reader is not None
+        hello.received = reader.received
+        hello.handshake_size = reader.handshake_size
         self.server.start_session(self)
 
     def _hello_timeout(self) -> None:
@@ -616,6 +619,7 @@ class Session:
                 return True
         # Spec §4.10: replay every byte the client sent, read-ahead included, unmodified.
         transport.write(hello.received)
+        hello.received = b""  # replayed: no need to hold it for the connection's lifetime
         pipe.start()
         if conn.eof:
             # The client half-closed before routing finished (right after its handshake).
