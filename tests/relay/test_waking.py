@@ -7,7 +7,13 @@ import json
 
 from mc_router.errors import WakeError
 from mc_router.events import ErrorObserved, Event
-from mc_router.protocol import Frame, FrameReader, decode_status_response, decode_string
+from mc_router.protocol import (
+    Frame,
+    FrameReader,
+    decode_status_response,
+    decode_string,
+    encode_legacy_ping,
+)
 from mc_router.routing import Route
 from tests.conftest import RouterFactory
 from tests.fakes import FakeBackend, connect, login_hello, read_exactly, read_to_eof, status_hello
@@ -179,3 +185,32 @@ async def test_status_pings_never_wake_and_show_asleep_or_loading(
             assert await ping() == "starting up"
             waker.ready.set()
         assert waker.calls == 1
+
+
+async def test_legacy_ping_to_an_asleep_route_gets_upstreams_exact_answer(
+    router_factory: RouterFactory,
+) -> None:
+    async with router_factory(auto_scale_asleep_motd="zzz") as router:
+        router.table.create_mapping("sleepy.example.com", "")
+        async with connect(router.port) as (reader, writer):
+            writer.write(encode_legacy_ping("sleepy.example.com", 25565))
+            # Spec Appendix A: the 0xFF kick for MOTD `zzz`, then the router closes.
+            assert await read_to_eof(reader) == bytes.fromhex(
+                "ff001300a70031000000310032003700000031002e0037002b0000007a007a007a0000003000000031"
+            )
+
+
+async def test_status_ping_to_an_asleep_route_gets_upstreams_exact_json(
+    router_factory: RouterFactory,
+) -> None:
+    async with router_factory(auto_scale_asleep_motd="Server is asleep") as router:
+        router.table.create_mapping("sleepy.example.com", "")
+        async with connect(router.port) as (reader, writer):
+            writer.write(status_hello("sleepy.example.com", protocol=770))
+            frame = await read_frame(reader)
+            text, _ = decode_string(frame.payload, 0)
+    # Spec Appendix A / §2.7, byte for byte, when nothing is remembered about the server.
+    assert text == (
+        '{"version":{"name":"1.7+","protocol":770},"players":{"max":1,"online":0},'
+        '"description":{"text":"Server is asleep"}}'
+    )
