@@ -180,3 +180,21 @@ async def test_slow_reader_applies_backpressure_to_the_backend(
             assert data and set(data) == {ord("x")}
             received += len(data)
         assert received == sent
+
+
+async def test_shutdown_closes_clients_still_in_their_hello_at_once(
+    router_factory: RouterFactory,
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with router_factory(drain_timeout=5.0) as router:
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(login_hello("mc.example.com")[:5])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        assert len(router.relay.greeting) == 1
+        start = loop.time()
+        await router.stop()
+        # Not held for the 5 s drain nor the 5 s handshake deadline.
+        assert await read_to_eof(reader, timeout=2) == b""
+        assert loop.time() - start < 1
+        writer.close()

@@ -74,6 +74,9 @@ class RelayServer:
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self.held = 0  # accepted clients waiting for a rate-limit token
+        # Clients not yet routed (held or in the hello): closed at once on shutdown, since
+        # upstream does not wait for them either (spec §4.12).
+        self.greeting: set[ClientConnection] = set()
         self.memory = StatusMemory()
         self._sniffed: dict[str, float] = {}
         self.cache = StatusCache(config.status_cache_ttl) if config.status_cache_ttl > 0 else None
@@ -224,6 +227,8 @@ class RelayServer:
 
     def stop_accepting(self) -> None:
         self._closing = True
+        for conn in list(self.greeting):
+            conn.close(abort=True)
         for server in self._servers:
             server.close()
         self._servers.clear()

@@ -184,6 +184,7 @@ class ClientConnection(PipeEnd):
         super().connection_made(transport)
         assert self.transport is not None
         self.hello = Hello(_client(transport.get_extra_info("peername")), None)
+        self.server.greeting.add(self)
         wait = self.server.admit()
         if wait < 0:
             log.debug("Too many clients waiting for the rate limit; closing one")
@@ -339,6 +340,7 @@ class ClientConnection(PipeEnd):
         if not self.eof:
             self.transport.pause_reading()
         hello = self.hello
+        self.server.greeting.discard(self)
         reader, self._reader = self._reader, None  # done with it: keep idle relays small
         assert reader is not None
         hello.received = reader.received
@@ -375,6 +377,7 @@ class ClientConnection(PipeEnd):
         self.close(abort=True)
 
     def close(self, *, abort: bool = False) -> None:
+        self.server.greeting.discard(self)
         self._cancel_deadline()
         self._release_hold()
         self.phase = _CLOSED
@@ -385,6 +388,7 @@ class ClientConnection(PipeEnd):
                 self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.server.greeting.discard(self)
         self._release_hold()
         self._cancel_deadline()
         if self.phase != _RELAY:
