@@ -38,23 +38,33 @@ class RouterProcess:
                     return line
 
 
-@contextlib.asynccontextmanager
-async def router_process(*args: str) -> AsyncIterator[RouterProcess]:
+async def spawn_router(*args: str) -> asyncio.subprocess.Process:
+    """`python -m mc_router -listen-host 127.0.0.1 <args>` with piped output."""
     env = {k: v for k, v in os.environ.items() if k not in ("VERSION", "DEBUG", "PORT")}
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "mc_router",
         "-listen-host",
         "127.0.0.1",
-        "-port",
-        "0",
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
+
+
+async def failed_start(*args: str) -> tuple[int | None, bytes]:
+    """Run a router that must fail to start; its exit status and stderr."""
+    process = await spawn_router(*args)
+    _, err = await asyncio.wait_for(process.communicate(), 15)
+    return process.returncode, err
+
+
+@contextlib.asynccontextmanager
+async def router_process(*args: str) -> AsyncIterator[RouterProcess]:
+    process = await spawn_router("-port", "0", *args)
     proc = RouterProcess(process, 0, [])
     try:
         line = await proc.wait_for_log("Listening for Minecraft client connections", 15)
@@ -139,37 +149,12 @@ async def test_sighup_without_routes_file_is_logged_not_a_crash(backend: FakeBac
 
 async def test_listen_failure_exits_one() -> None:
     async with FakeBackend() as busy:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mc_router",
-            "-listen-host",
-            "127.0.0.1",
-            "-port",
-            str(busy.port),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(process.communicate(), 15)
-    assert process.returncode == 1
+        status, err = await failed_start("-port", str(busy.port))
+    assert status == 1
     assert b"listen" in err.lower()
 
 
 async def test_unsupported_feature_flag_fails_clearly() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mc_router",
-        "-listen-host",
-        "127.0.0.1",
-        "-port",
-        "0",
-        "-in-docker",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 15)
-    assert process.returncode == 1
+    status, err = await failed_start("-port", "0", "-in-docker")
+    assert status == 1
     assert b"not supported" in err
