@@ -106,17 +106,17 @@ Event = (
 class EventBus:
     """Fans events out to subscribers, synchronously and in subscription order."""
 
-    __slots__ = ("_subscribers",)
+    __slots__ = ("_subscribers", "active")
 
     def __init__(self) -> None:
         self._subscribers: list[Callable[[Event], None]] = []
+        # Whether anyone listens: publishers on the hot path skip building unheard events.
+        # A plain attribute, not __bool__: a method call per check costs more than the check.
+        self.active = False
 
     def subscribe(self, subscriber: Callable[[Event], None]) -> None:
         self._subscribers.append(subscriber)
-
-    def __bool__(self) -> bool:
-        """Whether anyone listens: publishers on the hot path skip building unheard events."""
-        return bool(self._subscribers)
+        self.active = True
 
     def publish(self, event: Event) -> None:
         for subscriber in self._subscribers:

@@ -131,7 +131,7 @@ class RelayServer:
         unread until their token exists, which a client cannot tell apart. The kernel backlog's
         bound stays: past `LISTEN_BACKLOG` held clients, a new one is closed at once.
         """
-        if self.bus:
+        if self.bus.active:
             self.bus.publish(FrontendAccepted())
         wait = self.bucket.take()
         if wait > 0:

@@ -591,7 +591,7 @@ class Session:
             transport.close()
             return False
         scaling_key = self.route.scaling_key if self.route is not None else ""
-        if server.bus:
+        if server.bus.active:
             server.bus.publish(
                 BackendConnected(
                     hello.client,
@@ -652,7 +652,7 @@ class Session:
                 "Closed connection to backend",
                 extra={"fields": self._fields(bytesToBackend=to_backend, bytesToClient=to_client)},
             )
-        if not self.server.bus:
+        if not self.server.bus.active:
             return
         self.server.bus.publish(
             ConnectionClosed(
