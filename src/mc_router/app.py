@@ -12,8 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 from mc_router import automc
 from mc_router.api import ApiServer, ReadinessCheck, build_api, start_api
@@ -347,7 +346,7 @@ def _listen_text(addresses: list[tuple[str, int]]) -> str:
     return ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
 
 
-async def serve(settings: Settings, *, started: Callable[[Router], Any] | None = None) -> int:
+async def serve(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; return the exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -358,8 +357,6 @@ async def serve(settings: Settings, *, started: Callable[[Router], Any] | None =
     loop.add_signal_handler(signal.SIGHUP, router.reload)
     try:
         async with router:
-            if started is not None:
-                started(router)
             await stop.wait()
             log.info("Stopping")
     finally:
@@ -382,10 +379,3 @@ def run(settings: Settings) -> int:
         raise ConfigError("mc-router runs on POSIX systems")
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(serve(settings))
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Router]:
-    """Test and embedding helper: a started router, stopped on exit."""
-    async with Router(settings) as router:
-        yield router

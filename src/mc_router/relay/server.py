@@ -82,7 +82,6 @@ class RelayServer:
         self.cache = StatusCache(config.status_cache_ttl) if config.status_cache_ttl > 0 else None
         self.wakes = WakeCoordinator(ready=self._ready)
         self.wakes.on_start.append(self._wake_started)
-        self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -165,9 +164,6 @@ class RelayServer:
         if not self.pipes and not self.sessions:
             self._idle.set()
 
-    @property
-    def active_connections(self) -> int:
-        return len(self.pipes)
 
     def error(self, error_type: str) -> None:
         self.bus.publish(ErrorObserved(error_type))
@@ -226,7 +222,6 @@ class RelayServer:
     # -- shutdown --------------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
-        self._closing = True
         for conn in list(self.greeting):
             conn.close(abort=True)
         for server in self._servers:

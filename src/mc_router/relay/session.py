@@ -106,7 +106,7 @@ def _address(client: Client) -> tuple[str, int]:
     return client.host, client.port
 
 
-def transport_sockname(conn: PipeEnd) -> object:
+def _sockname(conn: PipeEnd) -> object:
     return conn.transport.get_extra_info("sockname") if conn.transport is not None else None
 
 
@@ -611,7 +611,7 @@ class Session:
                 transport.write(
                     build_proxy_v2(
                         _address(hello.client),
-                        _address(hello.local or _client(transport_sockname(conn))),
+                        _address(hello.local or _client(_sockname(conn))),
                     )
                 )
             except ProtocolError as exc:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mc_router.errors import WakeError
 from mc_router.routing import Route, Waker
@@ -41,7 +41,6 @@ class Wake:
     started: float
     task: asyncio.Task[str]
     estimate: float | None = None
-    waiters: int = field(default=0)
 
     def remaining(self, now: float) -> float | None:
         """Seconds the wake probably still needs, from past wakes; None when unknown."""
@@ -87,9 +86,6 @@ class WakeCoordinator:
         """Whether a wake is in flight for a route key (scaling key or server address)."""
         wake = self._wakes.get(key)
         return wake is not None and not wake.task.done()
-
-    def estimate(self, route: Route) -> float | None:
-        return self._averages.get(route_key(route))
 
     def now(self) -> float:
         return self._clock()
