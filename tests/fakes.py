@@ -198,3 +198,13 @@ async def read_to_eof(reader: asyncio.StreamReader, timeout: float = 5.0) -> byt
         return await asyncio.wait_for(reader.read(), timeout)
     except ConnectionResetError:
         return b""
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for a condition nothing signals (e.g. N sessions in flight), checking every 10 ms.
+
+    Prefer an event where one exists; this bounds the wait instead of guessing a sleep.
+    """
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 -- no event exists for these conditions
+            await asyncio.sleep(0.01)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mc_router.events import BackendConnected, ConnectionClosed, Event
 from tests.conftest import RouterFactory
-from tests.fakes import FakeBackend, connect, login_hello, read_to_eof, status_hello
+from tests.fakes import FakeBackend, connect, login_hello, read_to_eof, status_hello, wait_until
 from tests.mgmt_helpers import Receiver
 from tests.relay.test_waking import read_kick
 from tests.scaling.helpers import StatusServer
@@ -65,7 +65,7 @@ async def test_concurrent_logins_cause_one_wake_request(
                 writer.write(login_hello("mc.example.com", f"p{i}"))
                 writers.append(writer)
             await asyncio.wait_for(receiver.arrived.wait(), 5)
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: len(router.relay.sessions) == 5)  # all joined the one wake
             receiver.gate.set()
             for _ in range(5):
                 await mc_backend.next_connection()

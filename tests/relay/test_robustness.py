@@ -12,7 +12,7 @@ import pytest
 from mc_router.events import ErrorObserved, Event
 from mc_router.protocol import encode_frame, encode_string, encode_varint
 from tests.conftest import RouterFactory
-from tests.fakes import FakeBackend, connect, login_hello, read_exactly, read_to_eof
+from tests.fakes import FakeBackend, connect, login_hello, read_exactly, read_to_eof, wait_until
 
 
 def _handshake_with_raw_address(address: bytes) -> bytes:
@@ -190,8 +190,7 @@ async def test_shutdown_closes_clients_still_in_their_hello_at_once(
         reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
         writer.write(login_hello("mc.example.com")[:5])
         await writer.drain()
-        await asyncio.sleep(0.05)
-        assert len(router.relay.greeting) == 1
+        await wait_until(lambda: len(router.relay.greeting) == 1)
         start = loop.time()
         await router.stop()
         # Not held for the 5 s drain nor the 5 s handshake deadline.

@@ -16,7 +16,15 @@ from mc_router.protocol import (
 )
 from mc_router.routing import Route
 from tests.conftest import RouterFactory
-from tests.fakes import FakeBackend, connect, login_hello, read_exactly, read_to_eof, status_hello
+from tests.fakes import (
+    FakeBackend,
+    connect,
+    login_hello,
+    read_exactly,
+    read_to_eof,
+    status_hello,
+    wait_until,
+)
 
 
 class FakeWaker:
@@ -27,9 +35,11 @@ class FakeWaker:
         self.error = error
         self.calls = 0
         self.ready = asyncio.Event()
+        self.called = asyncio.Event()
 
     async def wake(self) -> str:
         self.calls += 1
+        self.called.set()
         await self.ready.wait()
         if self.error:
             raise WakeError(self.error)
@@ -65,7 +75,7 @@ async def test_login_is_held_while_the_backend_wakes_then_connected(
         router.table.put(Route("survival.example.com", "127.0.0.1:1", waker=waker))
         async with connect(router.port) as (_, writer):
             writer.write(hello)
-            await asyncio.sleep(0.1)
+            await asyncio.wait_for(waker.called.wait(), 5)
             assert waker.calls == 1
             assert mc_backend.accepted == 0
             waker.ready.set()
@@ -85,7 +95,7 @@ async def test_concurrent_logins_share_one_wake(
             _, writer = await asyncio.open_connection("127.0.0.1", router.port)
             writer.write(login_hello("Survival.example.com.", f"p{i}"))
             writers.append(writer)
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: len(router.relay.sessions) == 5)  # all joined the one wake
         waker.ready.set()
         for _ in range(5):
             await mc_backend.next_connection()
@@ -106,8 +116,10 @@ async def test_slow_wake_kicks_with_a_friendly_message_and_keeps_waking(
             assert reason == "survival is starting \u2014 please reconnect in a moment"
             assert await read_to_eof(reader) == b""
         # The wake went on without the player; once done, the retry connects at once.
+        finished = asyncio.Event()
+        router.relay.wakes.on_finish.append(lambda _: finished.set())
         waker.ready.set()
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(finished.wait(), 5)
         async with connect(router.port) as (_, writer):
             writer.write(login_hello("survival.example.com"))
             await mc_backend.next_connection()
@@ -124,9 +136,11 @@ async def test_kick_gives_an_eta_once_a_wake_time_is_known(
         async with connect(router.port) as (reader, writer):
             writer.write(login_hello("survival.example.com"))
             await read_kick(reader)
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(0.8)  # the wake's duration, on purpose
+        finished = asyncio.Event()
+        router.relay.wakes.on_finish.append(lambda _: finished.set())
         waker.ready.set()
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(finished.wait(), 5)
         waker.ready.clear()
         async with connect(router.port) as (reader, writer):
             writer.write(login_hello("survival.example.com"))
@@ -180,7 +194,7 @@ async def test_status_pings_never_wake_and_show_asleep_or_loading(
         assert waker.calls == 0
         async with connect(router.port) as (_, writer):
             writer.write(login_hello("survival.example.com"))
-            await asyncio.sleep(0.1)
+            await asyncio.wait_for(waker.called.wait(), 5)
             assert waker.calls == 1
             assert await ping() == "starting up"
             waker.ready.set()
