@@ -19,7 +19,6 @@ from mc_router.api import ApiServer, ReadinessCheck, build_api, start_api
 from mc_router.errors import ConfigError
 from mc_router.events import EventBus
 from mc_router.metrics import make_metrics
-from mc_router.protocol import build_proxy_v2
 from mc_router.relay.clientfilter import ClientFilter, parse_networks
 from mc_router.relay.server import RelayConfig, RelayServer
 from mc_router.routing import Backend, Route, RoutingTable, Sleeper, Waker
@@ -137,11 +136,7 @@ class Router:
                 timeout=settings.auto_scale_webhook_timeout,
                 wake_timeout=settings.auto_scale_webhook_wake_timeout,
                 on_ready=self.relay.memory.remember,
-                probe_preamble=(
-                    build_proxy_v2(("127.0.0.1", 0), ("127.0.0.1", 0))
-                    if settings.use_proxy_protocol
-                    else b""
-                ),
+                probe_preamble=self.relay.probe_preamble,
             )
             if settings.auto_scale_webhook_url
             else None

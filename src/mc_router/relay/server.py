@@ -200,20 +200,23 @@ class RelayServer:
     async def _ready(self, route: Route, address: str) -> None:
         """After a wake: ping until the backend really answers status (issue #5 §3)."""
         host = address.rpartition(":")[0].strip("[]")
-        preamble = b""
-        if self.config.use_proxy_protocol:
-            # Backends that require PROXY headers refuse a bare probe.
-            preamble = build_proxy_v2(("127.0.0.1", 0), ("127.0.0.1", 0))
         try:
             status = await wait_until_ready(
                 address,
                 server_address=route.server_address or host,
                 deadline_seconds=self.config.wake_timeout,
-                preamble=preamble,
+                preamble=self.probe_preamble,
             )
         except ProbeError as exc:
             raise WakeError(f"the server did not answer at {address}: {exc}") from None
         self.memory.remember(route.server_address, status)
+
+    @property
+    def probe_preamble(self) -> bytes:
+        """What a readiness probe sends first: a PROXY header when backends require one."""
+        if self.config.use_proxy_protocol:
+            return build_proxy_v2(("127.0.0.1", 0), ("127.0.0.1", 0))
+        return b""
 
     def _wake_started(self, route: Route) -> None:
         if self.cache is not None:
